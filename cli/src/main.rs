@@ -1,0 +1,214 @@
+//! `switchyard`: one binary for every role (see `switchyard --help`).
+
+mod compose;
+mod files;
+mod seed;
+mod subgraphs;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use switchyard_kit::ShardedStore;
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "GraphQL federation platform: router, subgraphs and tooling"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one subgraph's HTTP server.
+    Subgraph {
+        /// accounts or posts.
+        name: String,
+        /// Address to listen on (default 127.0.0.1 and the subgraph's own port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Do not run migrations at start-up (when a deploy job runs `switchyard migrate`).
+        #[arg(long)]
+        skip_migrations: bool,
+    },
+    /// Compose supergraph.yaml into schema/supergraph.graphql.
+    Compose {
+        #[arg(long, default_value = "supergraph.yaml")]
+        config: PathBuf,
+        #[arg(long, default_value = "schema/supergraph.graphql")]
+        output: PathBuf,
+        /// Fail when the output file is stale instead of writing it.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Subgraph schemas.
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+    /// Run migrations on every shard of every subgraph.
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Load the demo data set (idempotent).
+    Seed {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        #[arg(long, default_value_t = 100_000)]
+        posts: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Write each subgraph's SDL from code into schema/<name>.graphql.
+    Export {
+        #[arg(long, default_value = "schema")]
+        dir: PathBuf,
+        /// Fail when a committed file is stale instead of writing it.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+/// Where the shards are, when `SWITCHYARD_<NAME>_SHARDS` does not say.
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// Directory of the embedded SQLite shard files.
+    #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Number of embedded SQLite shards per subgraph.
+    #[arg(long, env = "SWITCHYARD_SHARDS", default_value_t = 4)]
+    pub shards: usize,
+}
+
+impl StoreArgs {
+    pub async fn connect(
+        &self,
+        def: &switchyard_kit::SubgraphDef,
+    ) -> anyhow::Result<Arc<ShardedStore>> {
+        let config = subgraphs::store_config(def, &self.data_dir, self.shards)?;
+        let store = ShardedStore::connect(&config)
+            .await
+            .with_context(|| format!("subgraph {}", def.name))?;
+        Ok(Arc::new(store))
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
+        )
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Subgraph {
+            name,
+            listen,
+            store,
+            skip_migrations,
+        } => {
+            let def = subgraphs::find(&name)?;
+            let store = store.connect(def).await?;
+            if !skip_migrations {
+                (def.migrate)(&store)
+                    .await
+                    .with_context(|| format!("subgraph {}", def.name))?;
+            }
+            let addr =
+                listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], def.default_port)));
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("subgraph {}: cannot listen on {addr}", def.name))?;
+            tracing::info!(
+                subgraph = def.name,
+                "listening on http://{}/graphql",
+                listener.local_addr()?
+            );
+            switchyard_kit::server::serve(listener, (def.router)(store), shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Compose {
+            config,
+            output,
+            check,
+        } => {
+            let sdl = compose::compose_file(&config)?;
+            files::write_or_check(&output, &sdl, check, "switchyard compose")
+        }
+        Command::Schema {
+            command: SchemaCommand::Export { dir, check },
+        } => {
+            for def in subgraphs::ALL {
+                let path = dir.join(format!("{}.graphql", def.name));
+                files::write_or_check(&path, &(def.sdl)(), check, "switchyard schema export")?;
+            }
+            Ok(())
+        }
+        Command::Migrate { store } => {
+            for def in subgraphs::ALL {
+                let connected = store.connect(def).await?;
+                (def.migrate)(&connected)
+                    .await
+                    .with_context(|| format!("subgraph {}", def.name))?;
+                println!(
+                    "{}: migrated {} shard(s)",
+                    def.name,
+                    connected.shard_count()
+                );
+            }
+            Ok(())
+        }
+        Command::Seed {
+            store,
+            users,
+            posts,
+        } => seed::run(&store, users, posts).await,
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

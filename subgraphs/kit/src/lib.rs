@@ -1,0 +1,35 @@
+//! Plumbing every Switchyard subgraph shares: ids, the sharded store, pagination, input
+//! checks, error codes and the HTTP server.
+
+pub mod error;
+pub mod id;
+pub mod page;
+pub mod server;
+pub mod store;
+pub mod validate;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{ApiError, ApiResult, ErrorCodes};
+pub use store::{Session, ShardedStore, StoreConfig, StoreError};
+
+/// The GraphQL `ID` of a stored row: its id in decimal.
+pub fn gql_id(id: i64) -> async_graphql::ID {
+    async_graphql::ID(id.to_string())
+}
+
+/// What the `switchyard` binary needs to know to run, migrate and export one subgraph.
+pub struct SubgraphDef {
+    /// The name in `supergraph.yaml`, shard file names and environment variables.
+    pub name: &'static str,
+    /// The port `switchyard dev` and `switchyard subgraph` listen on by default.
+    pub default_port: u16,
+    /// The SDL served at `_service.sdl`.
+    pub sdl: fn() -> String,
+    /// The HTTP routes over a connected store.
+    pub router: fn(std::sync::Arc<ShardedStore>) -> axum::Router,
+    /// Runs the subgraph's migrations on every shard.
+    pub migrate:
+        for<'a> fn(&'a ShardedStore) -> futures::future::BoxFuture<'a, Result<(), StoreError>>,
+}

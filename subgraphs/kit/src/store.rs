@@ -1,0 +1,511 @@
+//! Sharded SeaORM store: N shards, each a primary plus an optional read replica.
+//!
+//! Rows live on the shard their owning key hashes to (or, for an existing id, the shard the id
+//! carries — see [`crate::id`]). Reads go to the replica when a shard has one, except after this
+//! request wrote to that shard ([`Session`]), so a client always reads its own writes.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm_migration::MigratorTrait;
+use serde::Deserialize;
+
+use crate::id::{IdGenerator, MAX_SHARDS, shard_of};
+
+/// How a subgraph reaches its shards.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// One entry per shard, in shard-index order. The order is part of the data: a row's id
+    /// names its shard's index, so shards may be appended but never reordered or removed.
+    pub shards: Vec<ShardConfig>,
+    /// Pool size per connection (primary and replica each).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// How long start-up waits for a shard before naming it as unreachable.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+}
+
+/// One shard's connection URLs.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ShardConfig {
+    /// `sqlite://path.db?mode=rwc` or `postgres://user@host/db`.
+    pub primary: String,
+    /// A read replica of the primary, if any (same URL forms).
+    #[serde(default)]
+    pub replica: Option<String>,
+}
+
+fn default_max_connections() -> u32 {
+    8
+}
+
+fn default_connect_timeout_secs() -> u64 {
+    5
+}
+
+impl StoreConfig {
+    /// The embedded default: `shards` SQLite files under `data_dir`, named after the subgraph.
+    pub fn sqlite(data_dir: &Path, subgraph: &str, shards: usize) -> Self {
+        let shards = (0..shards)
+            .map(|i| ShardConfig {
+                primary: format!(
+                    "sqlite://{}/{subgraph}-shard-{i}.db?mode=rwc",
+                    data_dir.display()
+                ),
+                replica: None,
+            })
+            .collect();
+        Self::from_shards(shards)
+    }
+
+    /// Shards given by primary URL, without replicas.
+    pub fn from_urls<I: IntoIterator<Item = String>>(urls: I) -> Self {
+        Self::from_shards(
+            urls.into_iter()
+                .map(|primary| ShardConfig {
+                    primary,
+                    replica: None,
+                })
+                .collect(),
+        )
+    }
+
+    pub fn from_shards(shards: Vec<ShardConfig>) -> Self {
+        Self {
+            shards,
+            max_connections: default_max_connections(),
+            connect_timeout_secs: default_connect_timeout_secs(),
+        }
+    }
+}
+
+/// Store failures. Each names the shard it concerns, because with N databases "connection
+/// refused" alone sends an operator to the wrong one.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no shards configured")]
+    NoShards,
+    #[error("{0} shards configured; ids address at most {MAX_SHARDS}")]
+    TooManyShards(usize),
+    #[error("shard {shard} ({role}, {url}): cannot connect: {source}")]
+    Connect {
+        shard: usize,
+        role: &'static str,
+        url: String,
+        source: DbErr,
+    },
+    #[error("shard {shard}: migration failed: {source}")]
+    Migrate { shard: usize, source: DbErr },
+    #[error("shard {shard}: {source}")]
+    Query { shard: usize, source: DbErr },
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// Statements executed, per shard, counted by SeaORM's metric hook on every real statement
+/// sent to a database (not calls into our code): the basis of the batching tests and metrics.
+#[derive(Debug, Default)]
+pub struct StatementCounter {
+    per_shard: Vec<AtomicU64>,
+}
+
+impl StatementCounter {
+    fn new(shards: usize) -> Self {
+        Self {
+            per_shard: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Statements run on one shard so far (primary and replica together).
+    pub fn shard(&self, shard: usize) -> u64 {
+        self.per_shard[shard].load(Ordering::Relaxed)
+    }
+
+    /// Statements run on every shard so far, by shard index.
+    pub fn snapshot(&self) -> Vec<u64> {
+        self.per_shard
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.snapshot().iter().sum()
+    }
+}
+
+/// One shard's connections.
+#[derive(Debug)]
+pub struct Shard {
+    pub index: usize,
+    pub primary: DatabaseConnection,
+    pub replica: Option<DatabaseConnection>,
+}
+
+/// All shards of one subgraph.
+#[derive(Debug)]
+pub struct ShardedStore {
+    shards: Vec<Shard>,
+    ids: IdGenerator,
+    statements: Arc<StatementCounter>,
+}
+
+impl ShardedStore {
+    /// Connects every shard (concurrently). The first failure is returned naming its shard.
+    pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
+        let n = config.shards.len();
+        if n == 0 {
+            return Err(StoreError::NoShards);
+        }
+        if n > MAX_SHARDS {
+            return Err(StoreError::TooManyShards(n));
+        }
+        let statements = Arc::new(StatementCounter::new(n));
+        let shards = futures::future::try_join_all(config.shards.iter().enumerate().map(
+            |(index, shard)| {
+                let statements = statements.clone();
+                async move {
+                    let primary =
+                        connect_one(config, index, "primary", &shard.primary, &statements).await?;
+                    let replica = match &shard.replica {
+                        Some(url) => {
+                            Some(connect_one(config, index, "replica", url, &statements).await?)
+                        }
+                        None => None,
+                    };
+                    Ok::<_, StoreError>(Shard {
+                        index,
+                        primary,
+                        replica,
+                    })
+                }
+            },
+        ))
+        .await?;
+        Ok(Self {
+            shards,
+            ids: IdGenerator::new(),
+            statements,
+        })
+    }
+
+    /// Runs the subgraph's migrations on every shard's primary (concurrently).
+    pub async fn migrate<M: MigratorTrait>(&self) -> Result<(), StoreError> {
+        futures::future::try_join_all(self.shards.iter().map(|shard| async move {
+            M::up(&shard.primary, None)
+                .await
+                .map_err(|source| StoreError::Migrate {
+                    shard: shard.index,
+                    source,
+                })
+        }))
+        .await?;
+        Ok(())
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+
+    pub fn statements(&self) -> &StatementCounter {
+        &self.statements
+    }
+
+    /// The shard an owning key (a handle, a user id's bytes) lives on: FNV-1a, which is fixed
+    /// forever, unlike std's hasher, so the same key lands on the same shard in every release.
+    pub fn shard_for_key(&self, key: &[u8]) -> usize {
+        (stable_hash(key) % self.shards.len() as u64) as usize
+    }
+
+    /// A new id for a row on `shard`.
+    pub fn next_id(&self, shard: usize) -> i64 {
+        self.ids.next(shard)
+    }
+
+    pub fn primary(&self, shard: usize) -> &DatabaseConnection {
+        &self.shards[shard].primary
+    }
+
+    /// A fresh request scope (read-your-writes tracking starts empty).
+    pub fn session(self: &Arc<Self>) -> Session {
+        Session {
+            store: self.clone(),
+            written: (0..self.shards.len())
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+        }
+    }
+
+    /// Checks that every primary and replica answers: the readiness probe.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        for shard in &self.shards {
+            for conn in std::iter::once(&shard.primary).chain(shard.replica.as_ref()) {
+                conn.ping().await.map_err(|source| StoreError::Query {
+                    shard: shard.index,
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// FNV-1a, 64-bit.
+pub fn stable_hash(key: &[u8]) -> u64 {
+    key.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+async fn connect_one(
+    config: &StoreConfig,
+    shard: usize,
+    role: &'static str,
+    url: &str,
+    statements: &Arc<StatementCounter>,
+) -> Result<DatabaseConnection, StoreError> {
+    let fail = |source: DbErr| StoreError::Connect {
+        shard,
+        role,
+        url: redact(url),
+        source,
+    };
+    let is_sqlite = url.starts_with("sqlite:");
+    if is_sqlite {
+        ensure_sqlite_parent_dir(url).map_err(|e| fail(DbErr::Custom(e.to_string())))?;
+    } else if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        return Err(fail(DbErr::Custom(
+            "unsupported URL scheme: expected sqlite:// or postgres://".into(),
+        )));
+    }
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(config.max_connections)
+        .min_connections(if is_sqlite { 1 } else { 0 })
+        .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
+        .acquire_timeout(Duration::from_secs(config.connect_timeout_secs.max(5)))
+        .sqlx_logging(false);
+    if is_sqlite {
+        options.map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    }
+    let mut conn = Database::connect(options).await.map_err(fail)?;
+    // Connecting can succeed lazily; make sure the shard really answers before we say it's up.
+    conn.execute_unprepared("SELECT 1").await.map_err(fail)?;
+    let counter = statements.clone();
+    conn.set_metric_callback(move |_info| {
+        counter.per_shard[shard].fetch_add(1, Ordering::Relaxed);
+    });
+    Ok(conn)
+}
+
+fn ensure_sqlite_parent_dir(url: &str) -> std::io::Result<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(());
+    }
+    match Path::new(path).parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent),
+        _ => Ok(()),
+    }
+}
+
+/// The URL without its password, fit for logs and error messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("****"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// One request's view of the store. Tracks which shards this request wrote to, so that later
+/// reads in the same request go to those shards' primaries instead of possibly-lagging replicas.
+#[derive(Debug)]
+pub struct Session {
+    store: Arc<ShardedStore>,
+    written: Vec<AtomicBool>,
+}
+
+impl Session {
+    pub fn store(&self) -> &ShardedStore {
+        &self.store
+    }
+
+    /// The connection to read `shard` from.
+    pub fn reader(&self, shard: usize) -> &DatabaseConnection {
+        let shard_ref = &self.store.shards[shard];
+        match &shard_ref.replica {
+            Some(replica) if !self.written[shard].load(Ordering::Acquire) => replica,
+            _ => &shard_ref.primary,
+        }
+    }
+
+    /// The connection to write `shard` with; later reads of `shard` in this session use it too.
+    pub fn writer(&self, shard: usize) -> &DatabaseConnection {
+        self.written[shard].store(true, Ordering::Release);
+        &self.store.shards[shard].primary
+    }
+
+    /// Runs `query` once per shard that `ids` touch, concurrently, with that shard's ids: the
+    /// batched lookup every loader is built on (one `WHERE id IN (...)` per shard, not per id).
+    pub async fn per_shard_of_ids<T, F, Fut>(
+        &self,
+        ids: &[i64],
+        query: F,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        F: Fn(DatabaseConnection, usize, Vec<i64>) -> Fut,
+        Fut: Future<Output = Result<Vec<T>, DbErr>>,
+    {
+        let groups = group_by_shard(
+            ids.iter().copied(),
+            |id| shard_of(*id),
+            self.store.shard_count(),
+        );
+        self.per_shard(groups, |conn, shard, keys| query(conn, shard, keys))
+            .await
+    }
+
+    /// Runs `query` on every shard with its group of keys, concurrently, and concatenates the rows.
+    pub async fn per_shard<K, T, F, Fut>(
+        &self,
+        groups: BTreeMap<usize, Vec<K>>,
+        query: F,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        F: Fn(DatabaseConnection, usize, Vec<K>) -> Fut,
+        Fut: Future<Output = Result<Vec<T>, DbErr>>,
+    {
+        let results = futures::future::try_join_all(groups.into_iter().map(|(shard, keys)| {
+            let fut = query(self.reader(shard).clone(), shard, keys);
+            async move {
+                fut.await
+                    .map_err(|source| StoreError::Query { shard, source })
+            }
+        }))
+        .await?;
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    /// Runs `query` on every shard (for cross-shard listings), returning each shard's rows apart.
+    pub async fn all_shards<T, F, Fut>(&self, query: F) -> Result<Vec<Vec<T>>, StoreError>
+    where
+        F: Fn(DatabaseConnection, usize) -> Fut,
+        Fut: Future<Output = Result<Vec<T>, DbErr>>,
+    {
+        futures::future::try_join_all((0..self.store.shard_count()).map(|shard| {
+            let fut = query(self.reader(shard).clone(), shard);
+            async move {
+                fut.await
+                    .map_err(|source| StoreError::Query { shard, source })
+            }
+        }))
+        .await
+    }
+}
+
+/// Groups keys by shard, dropping keys whose shard this deployment does not have.
+pub fn group_by_shard<K>(
+    keys: impl IntoIterator<Item = K>,
+    shard: impl Fn(&K) -> usize,
+    shard_count: usize,
+) -> BTreeMap<usize, Vec<K>> {
+    let mut groups: BTreeMap<usize, Vec<K>> = BTreeMap::new();
+    for key in keys {
+        let s = shard(&key);
+        if s < shard_count {
+            groups.entry(s).or_default().push(key);
+        }
+    }
+    groups
+}
+
+/// True when a database error is a unique-constraint violation (a taken handle, a colliding id).
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_hash_is_fixed() {
+        // These values are part of the data layout: changing them moves every handle.
+        assert_eq!(stable_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(stable_hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn redact_hides_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:****@h/db");
+        assert_eq!(
+            redact("sqlite://data/x.db?mode=rwc"),
+            "sqlite://data/x.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn grouping_drops_unknown_shards() {
+        let groups = group_by_shard([1usize, 5, 2, 9], |k| *k % 4, 3);
+        assert_eq!(groups.get(&1), Some(&vec![1, 5, 9]));
+        assert_eq!(groups.get(&2), Some(&vec![2]));
+        assert_eq!(groups.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn unreachable_shard_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::sqlite(dir.path(), "t", 2);
+        config.shards[1].primary = "postgres://nobody@127.0.0.1:1/nowhere".into();
+        config.connect_timeout_secs = 2;
+        let err = ShardedStore::connect(&config)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "shard 1 (primary, postgres://nobody@127.0.0.1:1/nowhere): cannot connect"
+            ),
+            "{err}"
+        );
+
+        config.shards[1].primary = "mysql://x".into();
+        let err = ShardedStore::connect(&config)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("shard 1") && err.contains("unsupported URL scheme"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! The posts GraphQL schema: `Post`, `User.posts` and the global feed.
+
+use std::sync::Arc;
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{
+    ComplexObject, Context, EmptySubscription, ID, InputObject, Object, Request, Schema,
+    SimpleObject,
+};
+use chrono::{DateTime, Utc};
+use switchyard_kit::id::parse_id;
+use switchyard_kit::page::{Page, PageRequest, encode_cursor};
+use switchyard_kit::{ApiError, ApiResult, ErrorCodes, Session, gql_id};
+
+use crate::entities::post;
+use crate::loaders::{AuthorPostsLoader, PostLoader};
+use crate::repo::{self, AuthorPage};
+
+pub type PostsSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// A page of posts, newest first. Cursors are opaque.
+pub type PostConnection = Connection<String, Post>;
+
+pub fn schema() -> PostsSchema {
+    Schema::build(Query, Mutation, EmptySubscription)
+        .enable_federation()
+        .extension(ErrorCodes)
+        .finish()
+}
+
+/// Adds this request's session and loaders.
+pub fn prepare(request: Request, session: Arc<Session>) -> Request {
+    request
+        .data(DataLoader::new(PostLoader(session.clone()), tokio::spawn))
+        .data(DataLoader::new(
+            AuthorPostsLoader(session.clone()),
+            tokio::spawn,
+        ))
+        .data(session)
+}
+
+fn session<'a>(ctx: &'a Context<'_>) -> &'a Session {
+    ctx.data_unchecked::<Arc<Session>>()
+}
+
+fn shard_count(ctx: &Context<'_>) -> usize {
+    session(ctx).store().shard_count()
+}
+
+/// A user, as far as posts knows them: their id and their posts. Profiles come from accounts.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct User {
+    pub id: ID,
+}
+
+#[ComplexObject]
+impl User {
+    /// The user's posts, newest first.
+    async fn posts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "An `endCursor` from the previous page.")] after: Option<String>,
+    ) -> ApiResult<PostConnection> {
+        let author_id = parse_id(&self.id, shard_count(ctx))?;
+        let page = PageRequest::parse(first, after.as_deref())?;
+        let loader = ctx.data_unchecked::<DataLoader<AuthorPostsLoader>>();
+        let found = loader.load_one(AuthorPage { author_id, page }).await?;
+        Ok(connection(
+            found.unwrap_or(Page {
+                rows: vec![],
+                has_next_page: false,
+            }),
+            page,
+        ))
+    }
+}
+
+/// Something a user wrote.
+pub struct Post(post::Model);
+
+#[Object]
+impl Post {
+    async fn id(&self) -> ID {
+        gql_id(self.0.id)
+    }
+    async fn author(&self) -> User {
+        User {
+            id: gql_id(self.0.author_id),
+        }
+    }
+    async fn body(&self) -> &str {
+        &self.0.body
+    }
+    async fn media_urls(&self) -> Vec<String> {
+        self.0.media()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+fn connection(page: Page<post::Model>, request: PageRequest) -> PostConnection {
+    let mut conn = Connection::new(request.before_id.is_some(), page.has_next_page);
+    conn.edges.extend(
+        page.rows
+            .into_iter()
+            .map(|p| Edge::new(encode_cursor(p.id), Post(p))),
+    );
+    conn
+}
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// A post by id.
+    async fn post(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Post>> {
+        let id = parse_id(&id, shard_count(ctx))?;
+        let loader = ctx.data_unchecked::<DataLoader<PostLoader>>();
+        match loader.load_one(id).await? {
+            Some(p) => Ok(Some(Post(p))),
+            None => Err(ApiError::not_found(format!("no post with id {id}"))),
+        }
+    }
+
+    /// Every user's posts, newest first, across all shards.
+    async fn feed(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "An `endCursor` from the previous page.")] after: Option<String>,
+    ) -> ApiResult<PostConnection> {
+        let page = PageRequest::parse(first, after.as_deref())?;
+        Ok(connection(repo::feed(session(ctx), page).await?, page))
+    }
+
+    /// Federation: `User` references get their `posts` here; no lookup needed.
+    #[graphql(entity)]
+    async fn find_user_by_id(&self, ctx: &Context<'_>, id: ID) -> ApiResult<User> {
+        parse_id(&id, shard_count(ctx))?;
+        Ok(User { id })
+    }
+
+    /// Federation: resolves `Post` references, batched per shard.
+    #[graphql(entity)]
+    async fn find_post_by_id(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Post>> {
+        let id = parse_id(&id, shard_count(ctx))?;
+        let loader = ctx.data_unchecked::<DataLoader<PostLoader>>();
+        Ok(loader.load_one(id).await?.map(Post))
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreatePostInput {
+    pub author_id: ID,
+    /// 1–2000 characters.
+    pub body: String,
+    /// Up to 4 absolute http(s) URLs.
+    #[graphql(default)]
+    pub media_urls: Vec<String>,
+}
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    async fn create_post(&self, ctx: &Context<'_>, input: CreatePostInput) -> ApiResult<Post> {
+        let author_id = parse_id(&input.author_id, shard_count(ctx))?;
+        let body = repo::body(&input.body)?;
+        let media = repo::media_urls(&input.media_urls)?;
+        Ok(Post(
+            repo::create_post(session(ctx), author_id, body, media).await?,
+        ))
+    }
+
+    /// Deletes a post; `NOT_FOUND` when there is none.
+    async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
+        let parsed = parse_id(&id, shard_count(ctx))?;
+        if repo::delete_post(session(ctx), parsed).await? {
+            Ok(id)
+        } else {
+            Err(ApiError::not_found(format!("no post with id {parsed}")))
+        }
+    }
+}
