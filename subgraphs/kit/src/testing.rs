@@ -22,6 +22,7 @@ impl PgShards {
             .await
             .expect("PostgreSQL at 127.0.0.1:5432 is needed for this test (see .ci/run)");
         let run: u32 = rand::random();
+        let tag: String = tag.chars().take(24).collect();
         let names: Vec<String> = (0..n)
             .map(|i| format!("sy_test_{tag}_{}_{run:08x}_{i}", std::process::id()))
             .collect();
@@ -52,4 +53,49 @@ impl PgShards {
                 .expect("drop test database");
         }
     }
+}
+
+/// Runs `body` against a fresh 4-shard PostgreSQL store config and drops the databases after,
+/// whether `body` passed or panicked.
+pub async fn with_pg_shards<F, Fut>(tag: &str, body: F)
+where
+    F: FnOnce(StoreConfig) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use futures::FutureExt;
+    let pg = PgShards::create(tag, 4).await;
+    let result = std::panic::AssertUnwindSafe(body(pg.config.clone()))
+        .catch_unwind()
+        .await;
+    pg.drop_all().await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Runs `body` against a fresh 4-shard SQLite store config in a temporary directory.
+pub async fn with_sqlite_shards<F, Fut>(tag: &str, body: F)
+where
+    F: FnOnce(StoreConfig) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    body(StoreConfig::sqlite(dir.path(), tag, 4)).await;
+}
+
+/// For each named `async fn(StoreConfig)`, a test module with a `sqlite` and a `postgres` test.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::testing::with_sqlite_shards(stringify!($name), super::$name).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::testing::with_pg_shards(stringify!($name), super::$name).await;
+            }
+        }
+    )*};
 }

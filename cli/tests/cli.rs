@@ -1,0 +1,234 @@
+//! The `switchyard` binary's tooling commands, run as a user runs them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn switchyard(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run switchyard")
+}
+
+fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn committed_schemas_are_current() {
+    let out = switchyard(&["schema", "export", "--check"], repo_root());
+    assert!(
+        out.status.success(),
+        "schema export --check: {}",
+        stderr(&out)
+    );
+    let out = switchyard(&["compose", "--check"], repo_root());
+    assert!(out.status.success(), "compose --check: {}", stderr(&out));
+}
+
+#[test]
+fn stale_files_fail_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("accounts.graphql"),
+        "type Query { stale: Int }",
+    )
+    .unwrap();
+    let out = switchyard(
+        &[
+            "schema",
+            "export",
+            "--check",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ],
+        repo_root(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("accounts.graphql is stale"),
+        "{}",
+        stderr(&out)
+    );
+
+    let output = dir.path().join("supergraph.graphql");
+    std::fs::write(&output, "old").unwrap();
+    let out = switchyard(
+        &["compose", "--check", "--output", output.to_str().unwrap()],
+        repo_root(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is stale: run `switchyard compose`"),
+        "{}",
+        stderr(&out)
+    );
+    // Without --check the file is rewritten and then passes.
+    assert!(
+        switchyard(
+            &["compose", "--output", output.to_str().unwrap()],
+            repo_root()
+        )
+        .status
+        .success()
+    );
+    assert!(
+        switchyard(
+            &["compose", "--check", "--output", output.to_str().unwrap()],
+            repo_root()
+        )
+        .status
+        .success()
+    );
+}
+
+const FED: &str = r#"extend schema @link(url: "https://specs.apollo.dev/federation/v2.5", import: ["@key", "@shareable"])
+"#;
+
+#[test]
+fn composition_errors_name_subgraph_type_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.graphql"),
+        format!("{FED}type Query {{ me: User }}\ntype User @key(fields: \"id\") {{ id: ID! name: String }}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.graphql"),
+        format!("{FED}type Query {{ you: User }}\ntype User @key(fields: \"id\") {{ id: ID! name: String }}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("supergraph.yaml"),
+        "federation_version: =2.9.0\nsubgraphs:\n  a:\n    routing_url: http://a/graphql\n    schema:\n      file: a.graphql\n  b:\n    routing_url: http://b/graphql\n    schema:\n      file: b.graphql\n",
+    )
+    .unwrap();
+    let out = switchyard(&["compose", "--output", "out.graphql"], dir.path());
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("composition failed"), "{err}");
+    assert!(
+        err.contains("\"User.name\"") && err.contains("\"a\"") && err.contains("\"b\""),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("out.graphql").exists(),
+        "nothing is written on failure"
+    );
+}
+
+#[test]
+fn malformed_supergraph_config_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "subgraphs:\n  a:\n    routing_url: http://a\n    schema:\n      fiel: a.graphql\n",
+            "unknown field `fiel`",
+        ),
+        ("subgraphs: {}\n", "lists no subgraphs"),
+        ("federation_version: =1.0\nsubgraphs: {}\n", "not supported"),
+        (
+            "subgraphs:\n  a:\n    routing_url: http://a\n    schema:\n      file: missing.graphql\n",
+            "subgraph a: reading",
+        ),
+        (": : :", "not a valid supergraph config"),
+    ];
+    for (yaml, expected) in cases {
+        std::fs::write(dir.path().join("supergraph.yaml"), yaml).unwrap();
+        let out = switchyard(&["compose"], dir.path());
+        assert!(!out.status.success(), "{yaml}");
+        assert!(stderr(&out).contains(expected), "{yaml}: {}", stderr(&out));
+    }
+    std::fs::write(dir.path().join("a.graphql"), "type Query { broken(: Int }").unwrap();
+    std::fs::write(
+        dir.path().join("supergraph.yaml"),
+        "subgraphs:\n  a:\n    routing_url: http://a\n    schema:\n      file: a.graphql\n",
+    )
+    .unwrap();
+    let out = switchyard(&["compose"], dir.path());
+    assert!(
+        stderr(&out).contains("subgraph a: invalid schema"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn unreachable_shard_is_named_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["subgraph", "accounts", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env(
+            "SWITCHYARD_ACCOUNTS_SHARDS",
+            "sqlite://a.db?mode=rwc,postgres://nobody@127.0.0.1:1/none",
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("shard 1 (primary, postgres://nobody@127.0.0.1:1/none): cannot connect"),
+        "{err}"
+    );
+
+    for (env, expected) in [
+        (
+            ("SWITCHYARD_ACCOUNTS_SHARDS", "mysql://x"),
+            "unsupported URL scheme",
+        ),
+        (
+            ("SWITCHYARD_ACCOUNTS_REPLICAS", "sqlite://r.db"),
+            "SWITCHYARD_ACCOUNTS_SHARDS is not",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["subgraph", "accounts"])
+            .current_dir(dir.path())
+            .env(env.0, env.1)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(expected), "{}", stderr(&out));
+    }
+    let out = switchyard(&["subgraph", "nope"], dir.path());
+    assert!(stderr(&out).contains("unknown subgraph \"nope\""));
+    let out = switchyard(&["migrate", "--shards", "0"], dir.path());
+    assert!(
+        stderr(&out).contains("--shards must be between 1 and 1024"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn seed_is_idempotent_and_quick() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "seed",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--users",
+        "500",
+        "--posts",
+        "3000",
+    ];
+    let out = switchyard(&args, dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("seeded 500 new user(s) of 500 and 3000 new post(s) of 3000")
+    );
+    let out = switchyard(&args, dir.path());
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("seeded 0 new user(s) of 500 and 0 new post(s) of 3000")
+    );
+}

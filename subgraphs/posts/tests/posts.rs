@@ -1,0 +1,316 @@
+//! The posts subgraph against real shards: SQLite files and the local PostgreSQL.
+
+use std::sync::Arc;
+
+use async_graphql::{Request, Variables};
+use serde_json::{Value, json};
+use switchyard_kit::id::{IdGenerator, shard_of};
+use switchyard_kit::{ShardedStore, StoreConfig, backend_tests};
+use switchyard_posts::{Migrator, prepare, schema};
+
+async fn store(config: StoreConfig) -> Arc<ShardedStore> {
+    let store = ShardedStore::connect(&config).await.expect("connect");
+    store.migrate::<Migrator>().await.expect("migrate");
+    Arc::new(store)
+}
+
+async fn exec(store: &Arc<ShardedStore>, query: &str, vars: Value) -> Value {
+    let request = Request::new(query).variables(Variables::from_json(vars));
+    let response = schema()
+        .execute(prepare(request, Arc::new(store.session())))
+        .await;
+    serde_json::to_value(&response).unwrap()
+}
+
+fn codes(response: &Value) -> Vec<String> {
+    response["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    e["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or("<none>")
+                        .to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Author ids spread over all four shards, as accounts would mint them.
+fn authors(n: usize) -> Vec<i64> {
+    let ids = IdGenerator::new();
+    (0..n).map(|i| ids.next(i % 4)).collect()
+}
+
+const CREATE: &str = "mutation($input: CreatePostInput!) { createPost(input: $input) { id body mediaUrls author { id } } }";
+
+async fn create(store: &Arc<ShardedStore>, author: i64, body: &str) -> String {
+    let r = exec(
+        store,
+        CREATE,
+        json!({"input": {"authorId": author.to_string(), "body": body}}),
+    )
+    .await;
+    assert!(r["errors"].is_null(), "{r}");
+    r["data"]["createPost"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn posts_live_on_their_authors_shard(config: StoreConfig) {
+    let store = store(config).await;
+    for author in authors(8) {
+        let id: i64 = create(&store, author, "hello").await.parse().unwrap();
+        assert_eq!(shard_of(id), shard_of(author));
+    }
+    let author = authors(1)[0];
+    let r = exec(
+        &store,
+        CREATE,
+        json!({"input": {"authorId": author.to_string(), "body": " hi ",
+        "mediaUrls": ["https://cdn.example.com/1.jpg"]}}),
+    )
+    .await;
+    let post = &r["data"]["createPost"];
+    assert_eq!(post["body"], "hi");
+    assert_eq!(post["mediaUrls"], json!(["https://cdn.example.com/1.jpg"]));
+    assert_eq!(post["author"]["id"], author.to_string());
+    let r = exec(
+        &store,
+        "query($id: ID!) { post(id: $id) { body } }",
+        json!({"id": post["id"]}),
+    )
+    .await;
+    assert_eq!(r["data"]["post"]["body"], "hi");
+}
+
+async fn user_posts_paginate(config: StoreConfig) {
+    let store = store(config).await;
+    let author = authors(1)[0];
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(create(&store, author, &format!("post {i}")).await);
+    }
+    ids.reverse(); // newest first
+    let q = "query($r: [_Any!]!, $after: String) { _entities(representations: $r) { ... on User { posts(first: 3, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } } } }";
+    let rep = json!([{"__typename": "User", "id": author.to_string()}]);
+    let mut after = Value::Null;
+    let mut seen = Vec::new();
+    loop {
+        let r = exec(&store, q, json!({"r": rep, "after": after})).await;
+        assert!(r["errors"].is_null(), "{r}");
+        let posts = &r["data"]["_entities"][0]["posts"];
+        seen.extend(
+            posts["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["node"]["id"].as_str().unwrap().to_owned()),
+        );
+        if !posts["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            break;
+        }
+        after = posts["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(seen, ids);
+}
+
+/// The feed is the global newest-first order over every shard, page after page.
+async fn feed_merges_shards(config: StoreConfig) {
+    let store = store(config).await;
+    let mut all = Vec::new();
+    for (i, author) in authors(12).into_iter().enumerate() {
+        for j in 0..(i % 3 + 1) {
+            all.push(
+                create(&store, author, &format!("{i}/{j}"))
+                    .await
+                    .parse::<i64>()
+                    .unwrap(),
+            );
+        }
+    }
+    all.sort_unstable_by(|a, b| b.cmp(a));
+    let q = "query($after: String) { feed(first: 5, after: $after) { nodes { id } pageInfo { hasNextPage endCursor } } }";
+    let mut after = Value::Null;
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let r = exec(&store, q, json!({"after": after})).await;
+        let feed = &r["data"]["feed"];
+        seen.extend(
+            feed["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["id"].as_str().unwrap().parse::<i64>().unwrap()),
+        );
+        if !feed["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            break;
+        }
+        after = feed["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(seen, all);
+}
+
+/// 50 posts with their authors' post lists: one statement per shard per level, not per row.
+async fn batching_costs_one_statement_per_shard_per_level(config: StoreConfig) {
+    let store = store(config).await;
+    let authors = authors(40);
+    switchyard_posts::seed::seed_posts(&store, &authors, 400)
+        .await
+        .unwrap();
+
+    let before = store.statements().snapshot();
+    let r = exec(
+        &store,
+        "{ feed(first: 50) { nodes { id author { id } } } }",
+        json!({}),
+    )
+    .await;
+    let level1: Vec<u64> = store
+        .statements()
+        .snapshot()
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a - b)
+        .collect();
+    assert_eq!(r["data"]["feed"]["nodes"].as_array().unwrap().len(), 50);
+    assert_eq!(level1, [1, 1, 1, 1], "feed: one statement per shard");
+
+    // The next level: each of those 50 posts' authors with their latest posts.
+    let reps: Vec<Value> = r["data"]["feed"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| json!({"__typename": "User", "id": n["author"]["id"]}))
+        .collect();
+    let before = store.statements().snapshot();
+    let r = exec(&store, "query($r: [_Any!]!) { _entities(representations: $r) { ... on User { posts(first: 3) { nodes { id } } } } }", json!({"r": reps})).await;
+    assert!(r["errors"].is_null(), "{r}");
+    let level2: Vec<u64> = store
+        .statements()
+        .snapshot()
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a - b)
+        .collect();
+    assert!(
+        level2.iter().all(|n| *n <= 1),
+        "User.posts for 50 authors: {level2:?}"
+    );
+
+    // And 50 posts by id (the `_entities` path for Post).
+    let ids: Vec<Value> = r["data"]["_entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|u| u["posts"]["nodes"].as_array().unwrap().clone())
+        .take(50)
+        .map(|n| json!({"__typename": "Post", "id": n["id"]}))
+        .collect();
+    let before = store.statements().snapshot();
+    let r = exec(
+        &store,
+        "query($r: [_Any!]!) { _entities(representations: $r) { ... on Post { id body } } }",
+        json!({"r": ids}),
+    )
+    .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let level3: Vec<u64> = store
+        .statements()
+        .snapshot()
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a - b)
+        .collect();
+    assert!(level3.iter().all(|n| *n <= 1), "Post entities: {level3:?}");
+    println!(
+        "statements per shard: feed(50) {level1:?}, User.posts x50 {level2:?}, Post x50 {level3:?}"
+    );
+}
+
+async fn delete_post(config: StoreConfig) {
+    let store = store(config).await;
+    let id = create(&store, authors(1)[0], "bye").await;
+    let q = "mutation($id: ID!) { deletePost(id: $id) }";
+    let r = exec(&store, q, json!({"id": id})).await;
+    assert_eq!(r["data"]["deletePost"], id.as_str());
+    let r = exec(&store, q, json!({"id": id})).await;
+    assert_eq!(codes(&r), ["NOT_FOUND"]);
+    let r = exec(
+        &store,
+        "query($id: ID!) { post(id: $id) { id } }",
+        json!({"id": id}),
+    )
+    .await;
+    assert_eq!(codes(&r), ["NOT_FOUND"]);
+}
+
+async fn bad_input_is_rejected(config: StoreConfig) {
+    let store = store(config).await;
+    let author = authors(1)[0].to_string();
+    let cases = [
+        (json!({"authorId": author, "body": ""}), "must not be empty"),
+        (
+            json!({"authorId": author, "body": "x".repeat(2001)}),
+            "at most 2000",
+        ),
+        (json!({"authorId": "nope", "body": "x"}), "malformed id"),
+        (
+            json!({"authorId": author, "body": "x", "mediaUrls": ["a", "b", "c", "d", "e"]}),
+            "at most 4",
+        ),
+        (
+            json!({"authorId": author, "body": "x", "mediaUrls": ["file:///etc/passwd"]}),
+            "http(s) URL",
+        ),
+    ];
+    for (input, message) in cases {
+        let r = exec(&store, CREATE, json!({"input": input})).await;
+        assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r}");
+        assert!(
+            r["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(message),
+            "{r}"
+        );
+    }
+    for (first, after) in [
+        (json!(0), json!(null)),
+        (json!(101), json!(null)),
+        (json!(5), json!("garbage")),
+    ] {
+        let r = exec(
+            &store,
+            "query($f: Int, $a: String) { feed(first: $f, after: $a) { nodes { id } } }",
+            json!({"f": first, "a": after}),
+        )
+        .await;
+        assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r}");
+    }
+    let r = exec(&store, "{ feed { nodes { id } } }", json!({})).await;
+    assert_eq!(r["data"]["feed"]["nodes"], json!([]), "nothing was written");
+}
+
+backend_tests!(
+    posts_live_on_their_authors_shard,
+    user_posts_paginate,
+    feed_merges_shards,
+    batching_costs_one_statement_per_shard_per_level,
+    delete_post,
+    bad_input_is_rejected,
+);
+
+#[tokio::test]
+async fn service_sdl_matches_committed_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(StoreConfig::sqlite(dir.path(), "sdl", 1)).await;
+    let r = exec(&store, "{ _service { sdl } }", json!({})).await;
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../schema/posts.graphql"
+    ))
+    .unwrap();
+    assert_eq!(r["data"]["_service"]["sdl"].as_str().unwrap(), committed);
+}
