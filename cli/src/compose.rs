@@ -39,12 +39,10 @@ pub fn compose_file(config_path: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("reading {}", config_path.display()))?;
     let config: SupergraphConfig = serde_yaml::from_str(&text)
         .with_context(|| format!("{} is not a valid supergraph config", config_path.display()))?;
-    if let Some(version) = &config.federation_version {
-        if !version.trim_start_matches('=').starts_with("2.") {
-            bail!(
-                "federation_version {version:?} is not supported: Switchyard composes Federation 2"
-            );
-        }
+    if let Some(version) = &config.federation_version
+        && !version.trim_start_matches('=').starts_with("2.")
+    {
+        bail!("federation_version {version:?} is not supported: Switchyard composes Federation 2");
     }
     if config.subgraphs.is_empty() {
         bail!("{} lists no subgraphs", config_path.display());

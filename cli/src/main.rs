@@ -1,6 +1,7 @@
 //! `switchyard`: one binary for every role (see `switchyard --help`).
 
 mod compose;
+mod dev;
 mod files;
 mod seed;
 mod subgraphs;
@@ -26,6 +27,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start every subgraph and the router with embedded defaults (SQLite shards under ./data,
+    /// demo data on first start).
+    Dev(dev::DevArgs),
+    /// Run the router.
+    Router {
+        #[arg(long, default_value = "router/router.yaml")]
+        config: PathBuf,
+        #[arg(long, default_value = "schema/supergraph.graphql")]
+        supergraph: PathBuf,
+        /// Apply changes to either file without a restart.
+        #[arg(long)]
+        hot_reload: bool,
+    },
     /// Run one subgraph's HTTP server.
     Subgraph {
         /// accounts or posts.
@@ -125,6 +139,23 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Router {
+            config,
+            supergraph,
+            hot_reload,
+        } => {
+            let mut router = switchyard_router::start(&switchyard_router::RouterOptions {
+                config,
+                supergraph,
+                hot_reload,
+            })?;
+            tokio::select! {
+                () = shutdown_signal() => router.shutdown().await?,
+                result = &mut router => result?,
+            }
+            Ok(())
+        }
         Command::Subgraph {
             name,
             listen,

@@ -32,3 +32,16 @@ pub async fn run(store: &StoreArgs, users: usize, posts: usize) -> anyhow::Resul
     );
     Ok(())
 }
+
+/// Seeds the demo data set on first start: when the accounts store has no users at all.
+pub async fn seed_if_empty(store: &StoreArgs) -> anyhow::Result<()> {
+    let accounts = store.connect(&switchyard_accounts::SUBGRAPH).await?;
+    if switchyard_accounts::repo::has_users(&accounts)
+        .await
+        .context("accounts")?
+    {
+        return Ok(());
+    }
+    println!("first start: loading demo data");
+    run(store, 10_000, 100_000).await
+}

@@ -225,3 +225,13 @@ pub async fn user_ids_by_handles(
         .await?;
     Ok(rows.into_iter().map(|h| (h.handle, h.user_id)).collect())
 }
+
+/// Whether any shard holds a user (for "first start" checks).
+pub async fn has_users(store: &switchyard_kit::ShardedStore) -> ApiResult<bool> {
+    for shard in store.shards() {
+        if user::Entity::find().one(&shard.primary).await?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

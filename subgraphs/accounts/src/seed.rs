@@ -112,7 +112,8 @@ pub fn demo_user(i: usize, shard_count: usize) -> user::Model {
         ),
         handle,
         bio: BIOS[i % BIOS.len()].to_owned(),
-        avatar_url: (i % 5 != 0).then(|| format!("https://cdn.example.com/avatars/{i}.jpg")),
+        avatar_url: (!i.is_multiple_of(5))
+            .then(|| format!("https://cdn.example.com/avatars/{i}.jpg")),
         created_at: at,
         updated_at: at,
     }

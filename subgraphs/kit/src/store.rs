@@ -386,8 +386,7 @@ impl Session {
             |id| shard_of(*id),
             self.store.shard_count(),
         );
-        self.per_shard(groups, |conn, shard, keys| query(conn, shard, keys))
-            .await
+        self.per_shard(groups, query).await
     }
 
     /// Runs `query` on every shard with its group of keys, concurrently, and concatenates the rows.

@@ -43,14 +43,14 @@ const TOPICS: [&str; 10] = [
 pub fn demo_post(j: usize, authors: &[i64], store: &ShardedStore) -> post::Model {
     let h = stable_hash(&(j as u64).to_le_bytes());
     let popular = (authors.len() / 100).max(1);
-    let author = if h % 5 == 0 {
+    let author = if h.is_multiple_of(5) {
         authors[(h / 5) as usize % popular]
     } else {
         authors[(h / 5) as usize % authors.len()]
     };
     let step = (SEED_SPAN_MS / 100_000).max(1);
     let ms = SEED_BASE_MS + j as i64 * step;
-    let media = if h % 7 == 0 {
+    let media = if h.is_multiple_of(7) {
         format!(r#"["https://cdn.example.com/media/{j}.jpg"]"#)
     } else {
         "[]".to_owned()

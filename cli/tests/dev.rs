@@ -1,0 +1,96 @@
+//! `switchyard dev` as a new user runs it: the real binary, default ports, Ctrl-C to stop.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_starts_everything_answers_and_stops_on_ctrl_c() {
+    let data = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["dev", "--data-dir", data.path().to_str().unwrap()])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = lines_tx.send(line.unwrap());
+        }
+    });
+    let mut output = String::new();
+    while !output.contains("Ctrl-C stops everything") {
+        match lines.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => output.push_str(&(line + "\n")),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("dev did not come up; output so far:\n{output}");
+            }
+        }
+    }
+    println!("switchyard dev up in {:?}", started.elapsed());
+    assert!(
+        output.contains("first start: loading demo data"),
+        "{output}"
+    );
+    assert!(
+        output.contains("router      http://127.0.0.1:4000/graphql"),
+        "{output}"
+    );
+    assert!(
+        output.contains("accounts    http://127.0.0.1:4001/graphql"),
+        "{output}"
+    );
+
+    // The README's curl example.
+    let body: serde_json::Value = reqwest::Client::new()
+        .post("http://127.0.0.1:4000/graphql")
+        .header("content-type", "application/json")
+        .body(r#"{"query":"{ feed(first: 3) { nodes { body author { handle displayName } } } }"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nodes = body["data"]["feed"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(nodes.len(), 3);
+    assert!(
+        nodes.iter().all(|n| n["author"]["handle"].is_string()),
+        "{body}"
+    );
+
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "dev did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
+        output.push_str(&(line + "\n"));
+    }
+    assert!(output.ends_with("stopped\n"), "{output}");
+
+    // A second start finds the data and does not seed again.
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["seed", "--data-dir", data.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("seeded 0 new user(s)"));
+}

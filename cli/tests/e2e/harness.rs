@@ -1,0 +1,277 @@
+//! A whole platform on ephemeral ports: real subgraphs (SQLite shards in a temp dir, small demo
+//! data) and the real router, talking HTTP. Each subgraph sits behind a "spy" middleware that
+//! records the headers it received and can be told to answer slowly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use apollo_router::RouterHttpServer;
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::Response;
+use serde_json::{Value, json};
+use switchyard_kit::{ShardedStore, StoreConfig, SubgraphDef};
+use switchyard_router::RouterOptions;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const USERS: usize = 200;
+pub const POSTS: usize = 1_000;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// What a subgraph saw, and how it should behave.
+#[derive(Clone, Default)]
+pub struct Spy {
+    pub delay: Arc<Mutex<Duration>>,
+    pub headers: Arc<Mutex<Vec<HeaderMap>>>,
+}
+
+async fn spy_layer(State(spy): State<Spy>, request: Request, next: Next) -> Response {
+    spy.headers.lock().unwrap().push(request.headers().clone());
+    let delay = *spy.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    next.run(request).await
+}
+
+pub struct Subgraph {
+    pub def: &'static SubgraphDef,
+    pub addr: SocketAddr,
+    pub store: Arc<ShardedStore>,
+    pub spy: Spy,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Subgraph {
+    async fn start(
+        def: &'static SubgraphDef,
+        store: Arc<ShardedStore>,
+        addr: SocketAddr,
+        spy: Spy,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind subgraph");
+        let addr = listener.local_addr().unwrap();
+        let app = (def.router)(store.clone()).layer(from_fn_with_state(spy.clone(), spy_layer));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(switchyard_kit::server::serve(listener, app, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            def,
+            addr,
+            store,
+            spy,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server (its port is closed until `restart`).
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        *self = Subgraph::start(self.def, self.store.clone(), self.addr, self.spy.clone()).await;
+    }
+}
+
+pub struct Options {
+    /// Per-subgraph timeout the router enforces for accounts.
+    pub accounts_timeout: &'static str,
+    pub hot_reload: bool,
+    pub introspection: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            accounts_timeout: "5s",
+            hot_reload: false,
+            introspection: true,
+        }
+    }
+}
+
+pub struct Platform {
+    /// Holds the shard files and router.yaml until the platform is dropped.
+    _dir: TempDir,
+    pub router: RouterHttpServer,
+    pub url: String,
+    pub config_path: PathBuf,
+    pub subgraphs: Vec<Subgraph>,
+    pub http: reqwest::Client,
+}
+
+impl Platform {
+    pub async fn start(options: Options) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut subgraphs = Vec::new();
+        let mut stores = Vec::new();
+        for def in [&switchyard_accounts::SUBGRAPH, &switchyard_posts::SUBGRAPH] {
+            let config = StoreConfig::sqlite(&dir.path().join("data"), def.name, 2);
+            let store = Arc::new(ShardedStore::connect(&config).await.unwrap());
+            (def.migrate)(&store).await.unwrap();
+            stores.push(store.clone());
+            subgraphs.push(
+                Subgraph::start(def, store, "127.0.0.1:0".parse().unwrap(), Spy::default()).await,
+            );
+        }
+        switchyard_accounts::seed::seed_users(&stores[0], USERS)
+            .await
+            .unwrap();
+        let authors = switchyard_accounts::seed::demo_user_ids(USERS, stores[0].shard_count());
+        switchyard_posts::seed::seed_posts(&stores[1], &authors, POSTS)
+            .await
+            .unwrap();
+
+        let config_path = dir.path().join("router.yaml");
+        std::fs::write(&config_path, router_yaml(&subgraphs, &options)).unwrap();
+        let router = switchyard_router::start(&RouterOptions {
+            config: config_path.clone(),
+            supergraph: repo_root().join("schema/supergraph.graphql"),
+            hot_reload: options.hot_reload,
+        })
+        .unwrap();
+        let started = Instant::now();
+        let addr = loop {
+            if let Some(addr) = router.listen_address().await {
+                break addr;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "router did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        Self {
+            _dir: dir,
+            router,
+            url: format!("{addr}/graphql"),
+            config_path,
+            subgraphs,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn subgraph(&mut self, name: &str) -> &mut Subgraph {
+        self.subgraphs
+            .iter_mut()
+            .find(|s| s.def.name == name)
+            .unwrap()
+    }
+
+    /// POSTs a GraphQL request; returns status, content type and body.
+    pub async fn post(&self, body: Value) -> (u16, String, Value) {
+        self.post_with(body, &[]).await
+    }
+
+    pub async fn post_with(&self, body: Value, headers: &[(&str, &str)]) -> (u16, String, Value) {
+        let mut request = self.http.post(&self.url).json(&body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    pub async fn query(&self, query: &str) -> Value {
+        let (status, _, body) = self.post(json!({ "query": query })).await;
+        assert!(status < 500, "{status}: {body}");
+        body
+    }
+
+    pub async fn shutdown(mut self) {
+        self.router.shutdown().await.unwrap();
+        for subgraph in &mut self.subgraphs {
+            subgraph.stop().await;
+        }
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> (u16, String, Value) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, content_type, body)
+}
+
+pub fn router_yaml(subgraphs: &[Subgraph], options: &Options) -> String {
+    let urls: String = subgraphs
+        .iter()
+        .map(|s| format!("  {}: http://{}/graphql\n", s.def.name, s.addr))
+        .collect();
+    format!(
+        r#"supergraph:
+  listen: 127.0.0.1:0
+  path: /graphql
+  introspection: {introspection}
+health_check:
+  enabled: false
+sandbox:
+  enabled: false
+homepage:
+  enabled: false
+include_subgraph_errors:
+  all: true
+override_subgraph_url:
+{urls}traffic_shaping:
+  all:
+    timeout: 10s
+  subgraphs:
+    accounts:
+      timeout: {timeout}
+# Forward every x- header, so that only headers_guard stands between a client and a subgraph.
+headers:
+  all:
+    request:
+      - propagate:
+          matching: "^x-.*"
+plugins:
+  switchyard.headers_guard: {{}}
+  switchyard.graphql_over_http: {{}}
+"#,
+        introspection = options.introspection,
+        timeout = options.accounts_timeout,
+    )
+}
+
+/// The `extensions.code` of each error.
+pub fn codes(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    e["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or("<none>")
+                        .to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,8 @@
+//! End-to-end: real subgraphs and the real router on ephemeral ports, over HTTP.
+
+mod cross_subgraph;
+mod harness;
+mod headers_guard;
+mod hot_reload;
+mod http_errors;
+mod resilience;

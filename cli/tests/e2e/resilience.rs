@@ -1,0 +1,82 @@
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{Options, Platform};
+
+fn service_of_errors(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["extensions"]["service"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const PARTIAL: &str = "{ feed(first: 2) { nodes { id body } } user(id: \"1\") { id } }";
+
+/// accounts down: posts data still comes back, the error names accounts (no 500); when
+/// accounts returns, the next request is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subgraph_down_and_back() {
+    let mut platform = Platform::start(Options::default()).await;
+    let some_user = switchyard_accounts::seed::demo_user_ids(1, 2)[0];
+    let query = PARTIAL.replace("\"1\"", &format!("\"{some_user}\""));
+
+    let body = platform.query(&query).await;
+    assert!(body["errors"].is_null(), "{body}");
+
+    platform.subgraph("accounts").stop().await;
+    let (status, _, body) = platform.post(serde_json::json!({ "query": query })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["feed"]["nodes"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    assert!(body["data"]["user"].is_null(), "{body}");
+    assert!(
+        service_of_errors(&body).contains(&"accounts".to_owned()),
+        "{body}"
+    );
+
+    platform.subgraph("accounts").restart().await;
+    let body = platform.query(&query).await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert_eq!(body["data"]["user"]["id"], some_user.to_string());
+    platform.shutdown().await;
+}
+
+/// A slow subgraph is cut off at its configured timeout, and the rest of the data survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_subgraph_times_out() {
+    let mut platform = Platform::start(Options {
+        accounts_timeout: "500ms",
+        ..Options::default()
+    })
+    .await;
+    *platform.subgraph("accounts").spy.delay.lock().unwrap() = Duration::from_secs(5);
+    let started = Instant::now();
+    let body = platform.query(PARTIAL).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    assert_eq!(
+        body["data"]["feed"]["nodes"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    assert!(
+        service_of_errors(&body).contains(&"accounts".to_owned()),
+        "{body}"
+    );
+    let text = body["errors"].to_string().to_lowercase();
+    assert!(
+        text.contains("timed out") || text.contains("timeout"),
+        "{body}"
+    );
+    *platform.subgraph("accounts").spy.delay.lock().unwrap() = Duration::ZERO;
+    platform.shutdown().await;
+}

@@ -1,0 +1,7 @@
+//! Switchyard's native router plugins, registered under the `switchyard.` prefix.
+//!
+//! One module per plugin; each holds its config (JSON-schema'd, `deny_unknown_fields`), its
+//! service hooks and its unit tests. Listed here in request order.
+
+pub mod graphql_over_http;
+pub mod headers_guard;
