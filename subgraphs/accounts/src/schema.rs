@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{
     Context, EmptySubscription, ID, InputObject, MaybeUndefined, Object, Request, Schema,
 };
 use chrono::{DateTime, Utc};
 use switchyard_kit::id::parse_id;
+use switchyard_kit::loader::{RequestLoader, request_loader};
 use switchyard_kit::{ApiError, ApiResult, ErrorCodes, Session, gql_id};
 
 use crate::entities::user;
@@ -29,8 +29,8 @@ pub fn schema() -> AccountsSchema {
 /// Adds this request's session and loaders.
 pub fn prepare(request: Request, session: Arc<Session>) -> Request {
     request
-        .data(DataLoader::new(UserLoader(session.clone()), tokio::spawn))
-        .data(DataLoader::new(HandleLoader(session.clone()), tokio::spawn))
+        .data(request_loader(UserLoader(session.clone())))
+        .data(request_loader(HandleLoader(session.clone())))
         .data(session)
 }
 
@@ -69,8 +69,14 @@ fn shard_count(ctx: &Context<'_>) -> usize {
 }
 
 async fn load_user(ctx: &Context<'_>, id: i64) -> ApiResult<Option<User>> {
-    let loader = ctx.data_unchecked::<DataLoader<UserLoader>>();
+    let loader = ctx.data_unchecked::<RequestLoader<UserLoader, i64>>();
     Ok(loader.load_one(id).await?.map(User))
+}
+
+/// Later fields of this request that load the user see the write, not a cached older copy.
+fn remember(ctx: &Context<'_>, user: &user::Model) {
+    ctx.data_unchecked::<RequestLoader<UserLoader, i64>>()
+        .prime(user.id, user.clone());
 }
 
 pub struct Query;
@@ -89,7 +95,7 @@ impl Query {
     /// A user by handle (case-insensitive).
     async fn user_by_handle(&self, ctx: &Context<'_>, handle: String) -> ApiResult<Option<User>> {
         let handle = repo::canonical_handle(&handle)?;
-        let handles = ctx.data_unchecked::<DataLoader<HandleLoader>>();
+        let handles = ctx.data_unchecked::<RequestLoader<HandleLoader, String>>();
         let user_id = handles.load_one(handle.clone()).await?;
         let user = match user_id {
             Some(id) => load_user(ctx, id).await?,
@@ -117,7 +123,7 @@ impl Query {
             .iter()
             .map(|id| parse_id(id, n))
             .collect::<ApiResult<Vec<_>>>()?;
-        let loader = ctx.data_unchecked::<DataLoader<UserLoader>>();
+        let loader = ctx.data_unchecked::<RequestLoader<UserLoader, i64>>();
         let mut found = loader.load_many(ids.iter().copied()).await?;
         Ok(ids.iter().map(|id| found.remove(id).map(User)).collect())
     }
@@ -171,7 +177,9 @@ impl Mutation {
                 .map(repo::avatar_url)
                 .transpose()?,
         };
-        Ok(User(repo::create_user(session(ctx), new).await?))
+        let user = repo::create_user(session(ctx), new).await?;
+        remember(ctx, &user);
+        Ok(User(user))
     }
 
     async fn update_profile(
@@ -199,6 +207,8 @@ impl Mutation {
                 MaybeUndefined::Value(url) => Some(Some(repo::avatar_url(&url)?)),
             },
         };
-        Ok(User(repo::update_profile(session(ctx), id, change).await?))
+        let user = repo::update_profile(session(ctx), id, change).await?;
+        remember(ctx, &user);
+        Ok(User(user))
     }
 }

@@ -336,10 +336,10 @@ backend_tests!(
     handles_are_unique_across_shards,
     update_profile_fields,
     bad_input_is_rejected,
-    entities_resolve_in_one_batch,
     users_by_ids_keeps_order,
     seeding_is_idempotent,
 );
+backend_tests!(entities_resolve_in_one_batch);
 
 /// Reads go to the replica, except after this request wrote to the shard. The "replica" here
 /// is a separate, empty database, so which connection answered is visible in the result.

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod id;
+pub mod loader;
 pub mod page;
 pub mod server;
 pub mod store;

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{
     ComplexObject, Context, EmptySubscription, ID, InputObject, Object, Request, Schema,
     SimpleObject,
 };
 use chrono::{DateTime, Utc};
 use switchyard_kit::id::parse_id;
+use switchyard_kit::loader::{RequestLoader, request_loader};
 use switchyard_kit::page::{Page, PageRequest, encode_cursor};
 use switchyard_kit::{ApiError, ApiResult, ErrorCodes, Session, gql_id};
 
@@ -32,11 +32,8 @@ pub fn schema() -> PostsSchema {
 /// Adds this request's session and loaders.
 pub fn prepare(request: Request, session: Arc<Session>) -> Request {
     request
-        .data(DataLoader::new(PostLoader(session.clone()), tokio::spawn))
-        .data(DataLoader::new(
-            AuthorPostsLoader(session.clone()),
-            tokio::spawn,
-        ))
+        .data(request_loader(PostLoader(session.clone())))
+        .data(request_loader(AuthorPostsLoader(session.clone())))
         .data(session)
 }
 
@@ -66,7 +63,7 @@ impl User {
     ) -> ApiResult<PostConnection> {
         let author_id = parse_id(&self.id, shard_count(ctx))?;
         let page = PageRequest::parse(first, after.as_deref())?;
-        let loader = ctx.data_unchecked::<DataLoader<AuthorPostsLoader>>();
+        let loader = ctx.data_unchecked::<RequestLoader<AuthorPostsLoader, AuthorPage>>();
         let found = loader.load_one(AuthorPage { author_id, page }).await?;
         Ok(connection(
             found.unwrap_or(Page {
@@ -119,7 +116,7 @@ impl Query {
     /// A post by id.
     async fn post(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Post>> {
         let id = parse_id(&id, shard_count(ctx))?;
-        let loader = ctx.data_unchecked::<DataLoader<PostLoader>>();
+        let loader = ctx.data_unchecked::<RequestLoader<PostLoader, i64>>();
         match loader.load_one(id).await? {
             Some(p) => Ok(Some(Post(p))),
             None => Err(ApiError::not_found(format!("no post with id {id}"))),
@@ -148,7 +145,7 @@ impl Query {
     #[graphql(entity)]
     async fn find_post_by_id(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Post>> {
         let id = parse_id(&id, shard_count(ctx))?;
-        let loader = ctx.data_unchecked::<DataLoader<PostLoader>>();
+        let loader = ctx.data_unchecked::<RequestLoader<PostLoader, i64>>();
         Ok(loader.load_one(id).await?.map(Post))
     }
 }
@@ -180,6 +177,8 @@ impl Mutation {
     async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
         let parsed = parse_id(&id, shard_count(ctx))?;
         if repo::delete_post(session(ctx), parsed).await? {
+            ctx.data_unchecked::<RequestLoader<PostLoader, i64>>()
+                .forget(&parsed);
             Ok(id)
         } else {
             Err(ApiError::not_found(format!("no post with id {parsed}")))

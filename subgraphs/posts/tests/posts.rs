@@ -297,10 +297,10 @@ backend_tests!(
     posts_live_on_their_authors_shard,
     user_posts_paginate,
     feed_merges_shards,
-    batching_costs_one_statement_per_shard_per_level,
     delete_post,
     bad_input_is_rejected,
 );
+backend_tests!(batching_costs_one_statement_per_shard_per_level);
 
 #[tokio::test]
 async fn service_sdl_matches_committed_schema() {
