@@ -1,7 +1,7 @@
 //! `switchyard dev`: every subgraph and the router in one process, embedded defaults.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -28,7 +28,11 @@ pub struct DevArgs {
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let router_addr = router_listen_address(&args.router_config)?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
     let mut servers = Vec::new();
     let mut urls = Vec::new();
     for def in subgraphs::ALL {
@@ -44,46 +48,41 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             )
         })?;
         urls.push((def.name, format!("http://{addr}/graphql")));
-        let mut stop = stop_rx.clone();
         let app = (def.router)(store);
         servers.push(tokio::spawn(switchyard_kit::server::serve(
             listener,
             app,
-            async move {
-                let _ = stop.changed().await;
-            },
+            stopped(stop_rx.clone()),
         )));
     }
     if !args.no_seed {
         crate::seed::seed_if_empty(&args.store).await?;
     }
 
-    let mut router = switchyard_router::start(&RouterOptions {
+    let options = RouterOptions {
         config: args.router_config.clone(),
         supergraph: args.supergraph.clone(),
         hot_reload: true,
-    })?;
-    let router_addr = loop {
-        tokio::select! {
-            result = &mut router => {
-                result.context("the router stopped during start-up")?;
-                bail!("the router stopped during start-up");
-            }
-            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+    };
+    let mut router = spawn_router(&options)?;
+    loop {
+        if tokio::net::TcpStream::connect(router_addr).await.is_ok() {
+            break;
         }
-        if let Some(addr) = router.listen_address().await {
-            break addr;
+        if let Some(status) = router.try_wait()? {
+            bail!("the router exited during start-up ({status})");
         }
         if started.elapsed() > Duration::from_secs(120) {
-            bail!("the router did not start listening within 120 s");
+            bail!("the router did not start listening on {router_addr} within 120 s");
         }
-    };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     println!(
         "\nSwitchyard is up in {:.1}s:",
         started.elapsed().as_secs_f64()
     );
-    println!("  router      {router_addr}/graphql");
+    println!("  router      http://{router_addr}/graphql");
     for (name, url) in &urls {
         println!("  {name:<11} {url}");
     }
@@ -93,16 +92,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.store.shards
     );
     println!(
-        "\nTry:\n  curl -s {router_addr}/graphql -H 'content-type: application/json' \\\n    -d '{{\"query\":\"{{ feed(first: 3) {{ nodes {{ body author {{ handle displayName }} }} }} }}\"}}'\n\nCtrl-C stops everything (in-flight requests finish)."
+        "\nTry:\n  curl -s http://{router_addr}/graphql -H 'content-type: application/json' \\\n    -d '{{\"query\":\"{{ feed(first: 3) {{ nodes {{ body author {{ handle displayName }} }} }} }}\"}}'\n\nCtrl-C stops everything (in-flight requests finish)."
     );
 
-    tokio::select! {
-        () = shutdown_signal() => {}
-        result = &mut router => {
-            result.context("the router stopped")?;
-        }
+    let early_exit = tokio::select! {
+        () = shutdown_signal() => None,
+        status = router.wait() => Some(status?),
+    };
+    // The router drains its in-flight requests first (they may still need the subgraphs).
+    if early_exit.is_none() {
+        terminate(&router);
+        router.wait().await.context("waiting for the router")?;
     }
-    router.shutdown().await.context("router shutdown")?;
     let _ = stop_tx.send(true);
     for server in servers {
         server
@@ -110,6 +111,51 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .context("subgraph task")?
             .context("subgraph server")?;
     }
+    if let Some(status) = early_exit {
+        bail!("the router exited unexpectedly ({status})");
+    }
     println!("stopped");
     Ok(())
+}
+
+/// The router as a child process: apollo-router only sets up its telemetry in its own `main`.
+fn spawn_router(options: &RouterOptions) -> anyhow::Result<tokio::process::Child> {
+    let mut command = tokio::process::Command::from(switchyard_router::command(options, None)?);
+    command.kill_on_drop(true);
+    // If this process dies without cleaning up, the router goes with it.
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    command.spawn().context("starting the router")
+}
+
+/// Asks the router to shut down gracefully (SIGTERM: finish in-flight requests, then exit).
+fn terminate(router: &tokio::process::Child) {
+    if let Some(pid) = router.id() {
+        // SAFETY: sending a signal to our own child.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+    }
+}
+
+/// `supergraph.listen` from the router config (apollo-router's default when absent).
+fn router_listen_address(config: &Path) -> anyhow::Result<SocketAddr> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not valid YAML", config.display()))?;
+    let listen = yaml["supergraph"]["listen"]
+        .as_str()
+        .unwrap_or("127.0.0.1:4000");
+    listen.parse().with_context(|| {
+        format!(
+            "{}: supergraph.listen {listen:?} is not a socket address",
+            config.display()
+        )
+    })
 }

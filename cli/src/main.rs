@@ -3,6 +3,7 @@
 mod compose;
 mod dev;
 mod files;
+mod pq;
 mod seed;
 mod subgraphs;
 
@@ -39,6 +40,9 @@ enum Command {
         /// Apply changes to either file without a restart.
         #[arg(long)]
         hot_reload: bool,
+        /// Overrides `supergraph.listen` in the config.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
     },
     /// Run one subgraph's HTTP server.
     Subgraph {
@@ -68,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
+    /// Persisted queries: the manifest clients' operations become, and their schema check.
+    Pq {
+        #[command(subcommand)]
+        command: PqCommand,
+    },
     /// Run migrations on every shard of every subgraph.
     Migrate {
         #[command(flatten)]
@@ -96,6 +105,27 @@ enum SchemaCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum PqCommand {
+    /// Write the manifest from persisted-queries/operations/<client>/*.graphql.
+    Build {
+        #[arg(long, default_value = "persisted-queries/operations")]
+        operations: PathBuf,
+        #[arg(long, default_value = "persisted-queries/manifest.json")]
+        manifest: PathBuf,
+        /// Fail when the committed manifest is stale instead of writing it.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Validate every persisted operation against the supergraph.
+    Check {
+        #[arg(long, default_value = "persisted-queries/operations")]
+        operations: PathBuf,
+        #[arg(long, default_value = "schema/supergraph.graphql")]
+        supergraph: PathBuf,
+    },
+}
+
 /// Where the shards are, when `SWITCHYARD_<NAME>_SHARDS` does not say.
 #[derive(Args, Clone)]
 pub struct StoreArgs {
@@ -120,15 +150,41 @@ impl StoreArgs {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // `switchyard router` (and `dev`'s router child) become apollo-router here.
+    if let Some(result) = switchyard_router::main_if_exec() {
+        return exit(result);
+    }
+    let cli = Cli::parse();
+    if let Command::Router {
+        config,
+        supergraph,
+        hot_reload,
+        listen,
+    } = cli.command
+    {
+        let options = switchyard_router::RouterOptions {
+            config,
+            supergraph,
+            hot_reload,
+        };
+        return exit(Err(switchyard_router::exec(&options, listen)));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
         )
         .init();
-    match run(Cli::parse()).await {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return exit(Err(err.into())),
+    };
+    exit(runtime.block_on(run(cli)))
+}
+
+fn exit(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -140,22 +196,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
-        Command::Router {
-            config,
-            supergraph,
-            hot_reload,
-        } => {
-            let mut router = switchyard_router::start(&switchyard_router::RouterOptions {
-                config,
-                supergraph,
-                hot_reload,
-            })?;
-            tokio::select! {
-                () = shutdown_signal() => router.shutdown().await?,
-                result = &mut router => result?,
-            }
-            Ok(())
-        }
+        Command::Router { .. } => unreachable!("handled in main: the process becomes the router"),
         Command::Subgraph {
             name,
             listen,
@@ -198,6 +239,54 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 files::write_or_check(&path, &(def.sdl)(), check, "switchyard schema export")?;
             }
             Ok(())
+        }
+        Command::Pq {
+            command:
+                PqCommand::Build {
+                    operations,
+                    manifest,
+                    check,
+                },
+        } => {
+            let ops = pq::read_operations(&operations)?;
+            let file = pq::build_manifest(&ops)?;
+            files::write_or_check(&manifest, &file.to_json(), check, "switchyard pq build")?;
+            if !check {
+                println!(
+                    "{} operation(s) from {} file(s)",
+                    file.operations.len(),
+                    ops.len()
+                );
+            }
+            Ok(())
+        }
+        Command::Pq {
+            command:
+                PqCommand::Check {
+                    operations,
+                    supergraph,
+                },
+        } => {
+            let ops = pq::read_operations(&operations)?;
+            let sdl = std::fs::read_to_string(&supergraph)
+                .with_context(|| format!("reading {}", supergraph.display()))?;
+            let problems = pq::check_operations(&ops, &sdl)?;
+            if problems.is_empty() {
+                println!(
+                    "all {} persisted operation(s) are valid against {}",
+                    ops.len(),
+                    supergraph.display()
+                );
+                Ok(())
+            } else {
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                anyhow::bail!(
+                    "{} problem(s): a schema change would break shipped operations",
+                    problems.len()
+                )
+            }
         }
         Command::Migrate { store } => {
             for def in subgraphs::ALL {

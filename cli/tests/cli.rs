@@ -30,6 +30,119 @@ fn committed_schemas_are_current() {
     );
     let out = switchyard(&["compose", "--check"], repo_root());
     assert!(out.status.success(), "compose --check: {}", stderr(&out));
+    let out = switchyard(&["pq", "build", "--check"], repo_root());
+    assert!(out.status.success(), "pq build --check: {}", stderr(&out));
+    let out = switchyard(&["pq", "check"], repo_root());
+    assert!(out.status.success(), "pq check: {}", stderr(&out));
+}
+
+fn write(dir: &Path, file: &str, text: &str) {
+    let path = dir.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn pq_check_names_client_operation_and_field_a_schema_change_breaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let ops = dir.path().join("operations");
+    write(
+        &ops,
+        "ios/Feed.graphql",
+        "query Feed { feed { nodes { id body } } }\n",
+    );
+    write(
+        &ops,
+        "android/Gone.graphql",
+        "query Gone { feed { nodes { id likeCount } } }\n",
+    );
+    let supergraph = repo_root().join("schema/supergraph.graphql");
+    let out = switchyard(
+        &[
+            "pq",
+            "check",
+            "--operations",
+            ops.to_str().unwrap(),
+            "--supergraph",
+            supergraph.to_str().unwrap(),
+        ],
+        repo_root(),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("client android, operation Gone") && err.contains("likeCount"),
+        "{err}"
+    );
+    assert!(!err.contains("operation Feed"), "{err}");
+}
+
+#[test]
+fn pq_build_is_deterministic_and_refuses_ambiguous_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let ops = dir.path().join("operations");
+    write(
+        &ops,
+        "ios/Feed.graphql",
+        "query Feed { feed { nodes { id } } }\n",
+    );
+    write(
+        &ops,
+        "web/Feed.graphql",
+        "query Feed { feed { nodes { id } } }",
+    );
+    let manifest = dir.path().join("manifest.json");
+    let args = [
+        "pq",
+        "build",
+        "--operations",
+        ops.to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+    ];
+    assert!(switchyard(&args, repo_root()).status.success());
+    let first = std::fs::read(&manifest).unwrap();
+    assert!(switchyard(&args, repo_root()).status.success());
+    assert_eq!(first, std::fs::read(&manifest).unwrap(), "byte for byte");
+    let text = String::from_utf8(first).unwrap();
+    assert_eq!(
+        text.matches("\"id\"").count(),
+        1,
+        "one body, one entry: {text}"
+    );
+    assert!(
+        text.contains("\"clientNames\": [\n        \"ios\",\n        \"web\"\n      ]"),
+        "{text}"
+    );
+
+    for (file, body, expected) in [
+        (
+            "ios/Two.graphql",
+            "query A { feed { nodes { id } } } query B { feed { nodes { id } } }",
+            "exactly one operation",
+        ),
+        (
+            "ios/Anon.graphql",
+            "{ feed { nodes { id } } }",
+            "needs a name",
+        ),
+        (
+            "ios/Again.graphql",
+            "query Feed { post(id: 1) { id } }",
+            "defined twice",
+        ),
+        (
+            "ios/Broken.graphql",
+            "query Broken { feed {",
+            "Broken.graphql",
+        ),
+    ] {
+        write(&ops, file, body);
+        let out = switchyard(&args, repo_root());
+        assert!(!out.status.success(), "{file}");
+        assert!(stderr(&out).contains(expected), "{file}: {}", stderr(&out));
+        std::fs::remove_file(ops.join(file)).unwrap();
+    }
 }
 
 #[test]

@@ -1,13 +1,22 @@
 //! The Switchyard router: apollo-router embedded as a library, with our native plugins.
 //!
-//! apollo-router's own `Executable` parses the process's argv with its CLI, which clashes with
-//! `switchyard router ...`, so we embed it with [`RouterHttpServer`] instead and keep our CLI.
+//! Two ways in:
+//! - [`exec`] / [`command`]: what `switchyard router` and `switchyard dev` use. The process
+//!   becomes apollo-router itself, through apollo-router's own `main`, with an argv we build.
+//!   Only that path initialises apollo-router's telemetry (its logging, OpenTelemetry traces,
+//!   the Prometheus endpoint and the metrics our plugins record): the initialisation is
+//!   private to its `main`, and its argument type is not exported, so we cannot call it with our
+//!   own arguments in a process whose argv holds `switchyard` subcommands.
+//! - [`start`]: embeds a router with [`RouterHttpServer`] and hands back its address, for tests
+//!   and benchmarks that run several routers in one process. No telemetry there.
 
 pub mod plugins;
 
+pub use apollo_router::RouterHttpServer;
+
 use std::path::PathBuf;
 
-use apollo_router::{ConfigurationSource, RouterHttpServer, SchemaSource, ShutdownSource};
+use apollo_router::{ConfigurationSource, SchemaSource, ShutdownSource};
 
 /// What to start the router with.
 #[derive(Debug, Clone)]
@@ -20,9 +29,62 @@ pub struct RouterOptions {
     pub hot_reload: bool,
 }
 
-/// Starts the router. The returned server is a future that resolves when the router stops;
-/// `shutdown()` on it stops it gracefully (in-flight requests finish).
-pub fn start(options: &RouterOptions) -> anyhow::Result<RouterHttpServer> {
+/// Set in the environment of a `switchyard` process that must *be* apollo-router: see [`exec`].
+pub const EXEC_ENV: &str = "SWITCHYARD_EXEC_APOLLO_ROUTER";
+
+/// Call first thing in `main`, before any runtime or logging exists: in a process started by
+/// [`exec`] or [`command`], runs apollo-router's own `main` (which parses the argv we gave it)
+/// and returns its result; otherwise `None`.
+pub fn main_if_exec() -> Option<anyhow::Result<()>> {
+    std::env::var_os(EXEC_ENV)?;
+    Some(apollo_router::main())
+}
+
+/// apollo-router's arguments for `options`.
+pub fn apollo_args(options: &RouterOptions, listen: Option<std::net::SocketAddr>) -> Vec<String> {
+    let mut args = vec![
+        "--config".to_owned(),
+        options.config.display().to_string(),
+        "--supergraph".to_owned(),
+        options.supergraph.display().to_string(),
+        // The anonymous usage reporter would re-read the process's argv with its own CLI.
+        "--anonymous-telemetry-disabled".to_owned(),
+    ];
+    if options.hot_reload {
+        args.push("--hot-reload".to_owned());
+    }
+    if let Some(listen) = listen {
+        args.extend(["--listen".to_owned(), listen.to_string()]);
+    }
+    args
+}
+
+/// A command that runs this binary as apollo-router with `options` (for `switchyard dev`,
+/// which runs the router as a child next to the in-process subgraphs).
+pub fn command(
+    options: &RouterOptions,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<std::process::Command> {
+    check_files(options)?;
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .args(apollo_args(options, listen))
+        .env(EXEC_ENV, "1");
+    Ok(command)
+}
+
+/// Replaces this process with apollo-router running `options` (`switchyard router`). Returns
+/// only on failure.
+#[cfg(unix)]
+pub fn exec(options: &RouterOptions, listen: Option<std::net::SocketAddr>) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    match command(options, listen) {
+        Ok(mut command) => anyhow::Error::from(command.exec()).context("starting apollo-router"),
+        Err(e) => e,
+    }
+}
+
+fn check_files(options: &RouterOptions) -> anyhow::Result<()> {
     for (what, path) in [
         ("router config", &options.config),
         ("supergraph", &options.supergraph),
@@ -34,6 +96,13 @@ pub fn start(options: &RouterOptions) -> anyhow::Result<RouterHttpServer> {
             );
         }
     }
+    Ok(())
+}
+
+/// Starts the router. The returned server is a future that resolves when the router stops;
+/// `shutdown()` on it stops it gracefully (in-flight requests finish).
+pub fn start(options: &RouterOptions) -> anyhow::Result<RouterHttpServer> {
+    check_files(options)?;
     Ok(RouterHttpServer::builder()
         .configuration(ConfigurationSource::File {
             path: options.config.clone(),

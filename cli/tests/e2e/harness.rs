@@ -99,6 +99,8 @@ pub struct Options {
     pub accounts_timeout: &'static str,
     pub hot_reload: bool,
     pub introspection: bool,
+    /// More plugin configuration (YAML lines indented under `plugins:`).
+    pub plugins: String,
 }
 
 impl Default for Options {
@@ -107,6 +109,7 @@ impl Default for Options {
             accounts_timeout: "5s",
             hot_reload: false,
             introspection: true,
+            plugins: String::new(),
         }
     }
 }
@@ -252,9 +255,10 @@ headers:
 plugins:
   switchyard.headers_guard: {{}}
   switchyard.graphql_over_http: {{}}
-"#,
+{plugins}"#,
         introspection = options.introspection,
         timeout = options.accounts_timeout,
+        plugins = options.plugins,
     )
 }
 

@@ -34,7 +34,7 @@ async fn config_changes_apply_without_restart() {
             ..Options::default()
         },
     )
-    .replace("listen: 127.0.0.1:0", &format!("listen: {addr}"));
+    .replacen("listen: 127.0.0.1:0", &format!("listen: {addr}"), 1);
     std::fs::write(&platform.config_path, yaml).unwrap();
     let started = Instant::now();
     loop {

@@ -5,4 +5,5 @@ mod harness;
 mod headers_guard;
 mod hot_reload;
 mod http_errors;
+mod persisted_queries;
 mod resilience;

@@ -5,3 +5,4 @@
 
 pub mod graphql_over_http;
 pub mod headers_guard;
+pub mod persisted_queries;

@@ -1,0 +1,145 @@
+//! A closed-loop load generator: N workers, each sending one request after another for a fixed
+//! time, over keep-alive connections.
+
+use std::time::{Duration, Instant};
+
+/// One request, fixed for a whole run.
+#[derive(Clone)]
+pub struct Request {
+    pub method: reqwest::Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+}
+
+impl Request {
+    /// Bytes of the HTTP/1.1 request on the wire: request line, the headers sent (Host and
+    /// Content-Length included) and the body.
+    pub fn wire_bytes(&self) -> usize {
+        let url = reqwest::Url::parse(&self.url).expect("valid url");
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let host = format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port().unwrap_or(80)
+        );
+        let mut bytes = format!("{} {target} HTTP/1.1\r\n", self.method).len();
+        bytes += format!("host: {host}\r\n").len();
+        for (name, value) in &self.headers {
+            bytes += name.len() + 2 + value.len() + 2;
+        }
+        if let Some(body) = &self.body {
+            bytes += format!("content-length: {}\r\n", body.len()).len() + body.len();
+        }
+        bytes + 2
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub ok: u64,
+    pub failed: u64,
+    pub elapsed: Duration,
+    pub latencies: Vec<Duration>,
+    pub first_failure: Option<String>,
+}
+
+impl Outcome {
+    pub fn throughput(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn percentile(&mut self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        self.latencies.sort_unstable();
+        let index =
+            ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
+        self.latencies[index]
+    }
+}
+
+/// Runs `request` from `workers` concurrent loops for `duration`. A response counts as ok when
+/// it is a 200 without GraphQL errors.
+pub async fn run(
+    client: &reqwest::Client,
+    request: &Request,
+    workers: usize,
+    duration: Duration,
+) -> Outcome {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let handles: Vec<_> = (0..workers)
+        .map(|_| {
+            let client = client.clone();
+            let request = request.clone();
+            tokio::spawn(async move {
+                let mut outcome = Outcome::default();
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    let mut builder = client.request(request.method.clone(), &request.url);
+                    for (name, value) in &request.headers {
+                        builder = builder.header(name, value);
+                    }
+                    if let Some(body) = &request.body {
+                        builder = builder.body(body.clone());
+                    }
+                    let result = match builder.send().await {
+                        Ok(response) => {
+                            let status = response.status();
+                            match response.text().await {
+                                Ok(text) if status == 200 && !text.contains("\"errors\"") => Ok(()),
+                                Ok(text) => {
+                                    Err(format!("{status}: {}", &text[..text.len().min(300)]))
+                                }
+                                Err(e) => Err(e.to_string()),
+                            }
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match result {
+                        Ok(()) => {
+                            outcome.ok += 1;
+                            outcome.latencies.push(sent.elapsed());
+                        }
+                        Err(e) => {
+                            outcome.failed += 1;
+                            outcome.first_failure.get_or_insert(e);
+                        }
+                    }
+                }
+                outcome
+            })
+        })
+        .collect();
+    let mut total = Outcome::default();
+    for handle in handles {
+        let part = handle.await.expect("worker");
+        total.ok += part.ok;
+        total.failed += part.failed;
+        total.latencies.extend(part.latencies);
+        if total.first_failure.is_none() {
+            total.first_failure = part.first_failure;
+        }
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+/// The median of a few numbers.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let n = values.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}

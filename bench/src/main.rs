@@ -1,0 +1,60 @@
+//! `switchyard-bench`: workloads against the real platform, each reported as a ratio against a
+//! baseline measured in the same run (this machine is small and noisy; absolute numbers from
+//! different runs do not compare, ratios from one run do).
+//!
+//! Run with `./scripts/bench <workload>` (release build).
+
+mod load;
+mod platform;
+mod workloads;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "switchyard-bench")]
+struct Cli {
+    #[command(subcommand)]
+    workload: Workload,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5, global = true)]
+    seconds: u64,
+    /// Alternating baseline/variant rounds; medians are reported.
+    #[arg(long, default_value_t = 3, global = true)]
+    rounds: usize,
+    /// Concurrent client loops.
+    #[arg(long, default_value_t = 16, global = true)]
+    workers: usize,
+    /// Repository root (for the supergraph and the manifest).
+    #[arg(long, default_value = ".", global = true)]
+    repo: PathBuf,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum Workload {
+    /// A persisted GET (documentId) versus the same operation sent as text in a POST.
+    Pq,
+}
+
+pub struct Settings {
+    pub duration: Duration,
+    pub rounds: usize,
+    pub workers: usize,
+    pub repo: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings {
+        duration: Duration::from_secs(cli.seconds),
+        rounds: cli.rounds.max(1),
+        workers: cli.workers.max(1),
+        repo: cli.repo,
+    };
+    match cli.workload {
+        Workload::Pq => workloads::persisted_queries(&settings).await,
+    }
+}

@@ -1,0 +1,85 @@
+//! The platform under load: real subgraphs on SQLite shards (demo data) and the real router,
+//! in this process, on ephemeral ports.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use switchyard_kit::{ShardedStore, StoreConfig};
+use switchyard_router::RouterOptions;
+
+pub struct Platform {
+    pub url: String,
+    router: switchyard_router::RouterHttpServer,
+    _dir: tempfile::TempDir,
+}
+
+impl Platform {
+    /// Starts everything; `plugins` is YAML indented under `plugins:`.
+    pub async fn start(
+        repo: &Path,
+        users: usize,
+        posts: usize,
+        plugins: &str,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut urls = String::new();
+        let mut stores = Vec::new();
+        for def in [&switchyard_accounts::SUBGRAPH, &switchyard_posts::SUBGRAPH] {
+            let config = StoreConfig::sqlite(&dir.path().join("data"), def.name, 4);
+            let store = Arc::new(ShardedStore::connect(&config).await?);
+            (def.migrate)(&store).await?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            urls.push_str(&format!(
+                "  {}: http://{}/graphql\n",
+                def.name,
+                listener.local_addr()?
+            ));
+            let app = (def.router)(store.clone());
+            tokio::spawn(switchyard_kit::server::serve(
+                listener,
+                app,
+                std::future::pending(),
+            ));
+            stores.push(store);
+        }
+        switchyard_accounts::seed::seed_users(&stores[0], users).await?;
+        let authors = switchyard_accounts::seed::demo_user_ids(users, stores[0].shard_count());
+        switchyard_posts::seed::seed_posts(&stores[1], &authors, posts).await?;
+
+        let config = dir.path().join("router.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "supergraph:\n  listen: 127.0.0.1:0\nhealth_check:\n  enabled: false\n\
+                 override_subgraph_url:\n{urls}plugins:\n  switchyard.headers_guard: {{}}\n{plugins}"
+            ),
+        )?;
+        let router = switchyard_router::start(&RouterOptions {
+            config,
+            supergraph: repo.join("schema/supergraph.graphql"),
+            hot_reload: false,
+        })?;
+        let started = Instant::now();
+        let addr = loop {
+            if let Some(addr) = router.listen_address().await {
+                break addr;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "router did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        Ok(Self {
+            url: format!("{addr}/graphql"),
+            router,
+            _dir: dir,
+        })
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.router.shutdown().await.context("router shutdown")
+    }
+}

@@ -1,0 +1,131 @@
+//! The workloads, one function each.
+
+use anyhow::Context;
+use switchyard_router::plugins::persisted_queries::manifest::ManifestFile;
+
+use crate::Settings;
+use crate::load::{self, Request, median};
+use crate::platform::Platform;
+
+/// One measured pair of variants.
+struct Comparison {
+    name: &'static str,
+    baseline: Request,
+    variant: Request,
+}
+
+async fn compare(settings: &Settings, c: Comparison) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(settings.workers)
+        .build()?;
+    // Warm-up: connections, query plan cache, SQLite page cache.
+    for request in [&c.baseline, &c.variant] {
+        let outcome = load::run(&client, request, settings.workers, settings.duration / 5).await;
+        if outcome.ok == 0 {
+            anyhow::bail!("{}: warm-up failed: {:?}", c.name, outcome.first_failure);
+        }
+    }
+    let (mut base_rps, mut var_rps, mut base_p99, mut var_p99) = (vec![], vec![], vec![], vec![]);
+    for round in 1..=settings.rounds {
+        let mut base = load::run(&client, &c.baseline, settings.workers, settings.duration).await;
+        let mut var = load::run(&client, &c.variant, settings.workers, settings.duration).await;
+        for (label, outcome) in [("baseline", &base), ("variant", &var)] {
+            if outcome.failed > 0 {
+                anyhow::bail!(
+                    "{label} had {} failures, first: {:?}",
+                    outcome.failed,
+                    outcome.first_failure
+                );
+            }
+        }
+        println!(
+            "  round {round}: baseline {:>8.0} req/s p99 {:>6.2} ms | variant {:>8.0} req/s p99 {:>6.2} ms",
+            base.throughput(),
+            base.percentile(0.99).as_secs_f64() * 1e3,
+            var.throughput(),
+            var.percentile(0.99).as_secs_f64() * 1e3,
+        );
+        base_rps.push(base.throughput());
+        var_rps.push(var.throughput());
+        base_p99.push(base.percentile(0.99).as_secs_f64() * 1e3);
+        var_p99.push(var.percentile(0.99).as_secs_f64() * 1e3);
+    }
+    let (b, v) = (median(base_rps), median(var_rps));
+    println!("{}:", c.name);
+    println!(
+        "  throughput (median of {} rounds): baseline {b:.0} req/s, variant {v:.0} req/s, ratio {:.2}x",
+        settings.rounds,
+        v / b
+    );
+    println!(
+        "  p99 (median): baseline {:.2} ms, variant {:.2} ms",
+        median(base_p99),
+        median(var_p99)
+    );
+    let (bb, vb) = (c.baseline.wire_bytes(), c.variant.wire_bytes());
+    println!(
+        "  request bytes on the wire: baseline {bb}, variant {vb}, ratio {:.2}x ({:.0}% smaller)",
+        vb as f64 / bb as f64,
+        100.0 * (1.0 - vb as f64 / bb as f64)
+    );
+    Ok(())
+}
+
+/// A persisted GET of the iOS home feed versus the same operation's text in a POST.
+pub async fn persisted_queries(settings: &Settings) -> anyhow::Result<()> {
+    let manifest_path = settings.repo.join("persisted-queries/manifest.json");
+    let manifest: ManifestFile = serde_json::from_str(
+        &std::fs::read_to_string(&manifest_path)
+            .with_context(|| format!("reading {}", manifest_path.display()))?,
+    )?;
+    let home = manifest
+        .operations
+        .iter()
+        .find(|o| o.name == "HomeFeed" && o.client_name.as_deref() == Some("ios"))
+        .context("the iOS HomeFeed operation")?;
+    let plugins = format!(
+        "  switchyard.persisted_queries:\n    mode: enforce\n    manifest: {}\n",
+        manifest_path.canonicalize()?.display()
+    );
+    println!(
+        "starting the platform (10,000 users, 100,000 posts, 4 SQLite shards per subgraph)..."
+    );
+    let platform = Platform::start(&settings.repo, 10_000, 100_000, &plugins).await?;
+    let variables = r#"{"first":10}"#;
+    let client = ("apollographql-client-name".to_owned(), "ios".to_owned());
+    let baseline = Request {
+        method: reqwest::Method::POST,
+        url: platform.url.clone(),
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            client.clone(),
+        ],
+        body: Some(serde_json::json!({"query": home.body, "variables": {"first": 10}}).to_string()),
+    };
+    let query: String = url_encode(&[("documentId", home.id.as_str()), ("variables", variables)]);
+    let variant = Request {
+        method: reqwest::Method::GET,
+        url: format!("{}?{query}", platform.url),
+        headers: vec![
+            client,
+            ("x-apollo-operation-name".into(), "HomeFeed".into()),
+        ],
+        body: None,
+    };
+    compare(
+        settings,
+        Comparison {
+            name: "persisted GET (variant) vs text POST (baseline), HomeFeed first:10",
+            baseline,
+            variant,
+        },
+    )
+    .await?;
+    platform.stop().await
+}
+
+fn url_encode(pairs: &[(&str, &str)]) -> String {
+    let mut out = reqwest::Url::parse("http://x/").expect("url");
+    out.query_pairs_mut().extend_pairs(pairs);
+    out.query().unwrap_or_default().to_owned()
+}
