@@ -36,7 +36,11 @@ impl Platform {
                 def.name,
                 listener.local_addr()?
             ));
-            let app = (def.router)(store.clone());
+            let app = (def.router)(
+                store.clone(),
+                &switchyard_kit::server::ServerOptions::default(),
+            )
+            .map_err(anyhow::Error::msg)?;
             tokio::spawn(switchyard_kit::server::serve(
                 listener,
                 app,

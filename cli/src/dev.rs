@@ -33,6 +33,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let server_options = switchyard_kit::server::ServerOptions::from_env();
     let mut servers = Vec::new();
     let mut urls = Vec::new();
     for def in subgraphs::ALL {
@@ -48,7 +49,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             )
         })?;
         urls.push((def.name, format!("http://{addr}/graphql")));
-        let app = (def.router)(store);
+        let app = (def.router)(store, &server_options)
+            .map_err(|e| anyhow::anyhow!("subgraph {}: {e}", def.name))?;
         servers.push(tokio::spawn(switchyard_kit::server::serve(
             listener,
             app,

@@ -220,7 +220,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "listening on http://{}/graphql",
                 listener.local_addr()?
             );
-            switchyard_kit::server::serve(listener, (def.router)(store), shutdown_signal()).await?;
+            let options = switchyard_kit::server::ServerOptions::from_env();
+            let app = (def.router)(store, &options)
+                .map_err(|e| anyhow::anyhow!("subgraph {}: {e}", def.name))?;
+            switchyard_kit::server::serve(listener, app, shutdown_signal()).await?;
             Ok(())
         }
         Command::Compose {

@@ -20,6 +20,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const USERS: usize = 200;
+/// The secret the test router and subgraphs share.
+pub const ROUTER_SECRET: &str = "test-router-secret-0123456789";
 pub const POSTS: usize = 1_000;
 
 pub fn repo_root() -> PathBuf {
@@ -62,7 +64,12 @@ impl Subgraph {
             .await
             .expect("bind subgraph");
         let addr = listener.local_addr().unwrap();
-        let app = (def.router)(store.clone()).layer(from_fn_with_state(spy.clone(), spy_layer));
+        let options = switchyard_kit::server::ServerOptions {
+            router_secret: Some(ROUTER_SECRET.to_owned()),
+        };
+        let app = (def.router)(store.clone(), &options)
+            .unwrap()
+            .layer(from_fn_with_state(spy.clone(), spy_layer));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(switchyard_kit::server::serve(listener, app, async move {
             let _ = stopped.await;
@@ -94,6 +101,9 @@ impl Subgraph {
     }
 }
 
+/// Produces a supergraph text for a given accounts URL.
+pub type SupergraphWriter = Box<dyn Fn(&str) -> String + Send + Sync>;
+
 pub struct Options {
     /// Per-subgraph timeout the router enforces for accounts.
     pub accounts_timeout: &'static str,
@@ -101,6 +111,22 @@ pub struct Options {
     pub introspection: bool,
     /// More plugin configuration (YAML lines indented under `plugins:`).
     pub plugins: String,
+    /// Serve this supergraph file (written by `write_supergraph`) instead of the committed one.
+    pub supergraph: Option<PathBuf>,
+    /// Produces the supergraph text for a given accounts URL.
+    pub write_supergraph: Option<SupergraphWriter>,
+    /// Route accounts with `override_subgraph_url` (else the supergraph's URL is used).
+    pub override_accounts_url: bool,
+    /// The router's address (an ephemeral port when absent; a schema reload may then move it).
+    pub listen: Option<SocketAddr>,
+}
+
+/// A port nobody listens on right now.
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 impl Default for Options {
@@ -110,6 +136,10 @@ impl Default for Options {
             hot_reload: false,
             introspection: true,
             plugins: String::new(),
+            supergraph: None,
+            write_supergraph: None,
+            override_accounts_url: true,
+            listen: None,
         }
     }
 }
@@ -117,6 +147,7 @@ impl Default for Options {
 pub struct Platform {
     /// Holds the shard files and router.yaml until the platform is dropped.
     _dir: TempDir,
+    supergraph: Option<(PathBuf, SupergraphWriter)>,
     pub router: RouterHttpServer,
     pub url: String,
     pub config_path: PathBuf,
@@ -148,9 +179,20 @@ impl Platform {
 
         let config_path = dir.path().join("router.yaml");
         std::fs::write(&config_path, router_yaml(&subgraphs, &options)).unwrap();
+        let supergraph = match (&options.supergraph, &options.write_supergraph) {
+            (Some(path), Some(write)) => {
+                std::fs::write(
+                    path,
+                    write(&format!("http://{}/graphql", subgraphs[0].addr)),
+                )
+                .unwrap();
+                path.clone()
+            }
+            _ => repo_root().join("schema/supergraph.graphql"),
+        };
         let router = switchyard_router::start(&RouterOptions {
             config: config_path.clone(),
-            supergraph: repo_root().join("schema/supergraph.graphql"),
+            supergraph,
             hot_reload: options.hot_reload,
         })
         .unwrap();
@@ -165,14 +207,27 @@ impl Platform {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
+        let supergraph_writer = match (options.supergraph, options.write_supergraph) {
+            (Some(path), Some(write)) => Some((path, write)),
+            _ => None,
+        };
         Self {
             _dir: dir,
+            supergraph: supergraph_writer,
             router,
             url: format!("{addr}/graphql"),
             config_path,
             subgraphs,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// Rewrites the supergraph file with another accounts URL (the router must hot-reload).
+    pub fn rewrite_supergraph(&self, accounts_url: &str) {
+        let (path, write) = self.supergraph.as_ref().expect("a writable supergraph");
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, write(accounts_url)).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
     }
 
     pub fn subgraph(&mut self, name: &str) -> &mut Subgraph {
@@ -224,11 +279,12 @@ pub async fn read(response: reqwest::Response) -> (u16, String, Value) {
 pub fn router_yaml(subgraphs: &[Subgraph], options: &Options) -> String {
     let urls: String = subgraphs
         .iter()
+        .filter(|s| options.override_accounts_url || s.def.name != "accounts")
         .map(|s| format!("  {}: http://{}/graphql\n", s.def.name, s.addr))
         .collect();
     format!(
         r#"supergraph:
-  listen: 127.0.0.1:0
+  listen: {listen}
   path: /graphql
   introspection: {introspection}
 health_check:
@@ -257,6 +313,10 @@ plugins:
   switchyard.graphql_over_http: {{}}
 {plugins}"#,
         introspection = options.introspection,
+        listen = options
+            .listen
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "127.0.0.1:0".to_owned()),
         timeout = options.accounts_timeout,
         plugins = options.plugins,
     )

@@ -53,3 +53,57 @@ async fn config_changes_apply_without_restart() {
     assert!(body["errors"].is_null(), "{body}");
     platform.shutdown().await;
 }
+
+/// With hot reload, a changed supergraph applies without a restart: here the accounts routing
+/// URL starts out wrong and is corrected in the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supergraph_changes_apply_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let committed =
+        std::fs::read_to_string(crate::harness::repo_root().join("schema/supergraph.graphql"))
+            .unwrap();
+    let supergraph = dir.path().join("supergraph.graphql");
+    let platform = Platform::start(Options {
+        hot_reload: true,
+        supergraph: Some(supergraph.clone()),
+        // The supergraph's own URLs decide where accounts is.
+        override_accounts_url: false,
+        listen: Some(crate::harness::free_addr()),
+        write_supergraph: Some(Box::new(move |accounts_url: &str| {
+            committed.replace("http://127.0.0.1:4001/graphql", accounts_url)
+        })),
+        ..Options::default()
+    })
+    .await;
+    let query = "{ userByHandle(handle: \"ada_lovelace_0\") { id } }";
+    let body = platform.query(query).await;
+    assert!(
+        body["data"]["userByHandle"]["id"].is_string(),
+        "starts right: {body}"
+    );
+
+    platform.rewrite_supergraph("http://127.0.0.1:9/graphql");
+    wait_until(&platform, query, |body| !body["errors"].is_null()).await;
+    let real = platform.subgraphs[0].addr;
+    platform.rewrite_supergraph(&format!("http://{real}/graphql"));
+    wait_until(&platform, query, |body| {
+        body["data"]["userByHandle"]["id"].is_string()
+    })
+    .await;
+    platform.shutdown().await;
+}
+
+async fn wait_until(platform: &Platform, query: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    let started = Instant::now();
+    loop {
+        let (_, _, body) = platform.post(json!({ "query": query })).await;
+        if done(&body) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "supergraph was not reloaded: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

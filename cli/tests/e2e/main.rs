@@ -5,5 +5,6 @@ mod harness;
 mod headers_guard;
 mod hot_reload;
 mod http_errors;
+mod jwt_auth;
 mod persisted_queries;
 mod resilience;

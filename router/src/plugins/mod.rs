@@ -3,6 +3,10 @@
 //! One module per plugin; each holds its config (JSON-schema'd, `deny_unknown_fields`), its
 //! service hooks and its unit tests. Listed here in request order.
 
+pub mod background;
 pub mod graphql_over_http;
 pub mod headers_guard;
+pub mod jwt_auth;
+pub mod operation_limits;
 pub mod persisted_queries;
+pub mod rate_limit;

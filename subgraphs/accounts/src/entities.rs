@@ -42,3 +42,74 @@ pub mod handle {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Sign-in credentials, on the user's shard.
+pub mod credential {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "credentials")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: i64,
+        /// Canonical (lower-case) email.
+        pub email: String,
+        /// argon2id PHC string.
+        pub password_hash: String,
+        /// Base32 TOTP secret, set at enrolment.
+        pub totp_secret: Option<String>,
+        /// True once the user confirmed a code from their app.
+        pub totp_enabled: bool,
+        /// JSON array of sha256 hashes of unused recovery codes.
+        pub recovery_codes: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The email directory: like handles, sharded by the email's hash; makes emails unique.
+pub mod email {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "emails")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub email: String,
+        pub user_id: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Refresh tokens (hashed), on the user's shard. A family is one sign-in and every token
+/// rotated from it; reusing a rotated token revokes the whole family.
+pub mod refresh_token {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "refresh_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_hash: String,
+        pub user_id: i64,
+        pub family: String,
+        pub expires_at: DateTimeUtc,
+        /// When it was exchanged for a new token (a second use is theft).
+        pub used_at: Option<DateTimeUtc>,
+        pub revoked_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,11 +1,15 @@
 //! The accounts subgraph: users, their profiles and handles.
 
+pub mod auth;
 pub mod entities;
 pub mod loaders;
 pub mod migration;
+pub mod passwords;
 pub mod repo;
 pub mod schema;
 pub mod seed;
+pub mod tokens;
+pub mod totp;
 
 use std::sync::Arc;
 
@@ -27,8 +31,17 @@ pub fn sdl() -> String {
 }
 
 /// The subgraph's HTTP routes over `store`.
-pub fn router(store: Arc<ShardedStore>) -> axum::Router {
-    switchyard_kit::server::router(schema(), store, prepare)
+pub fn router(
+    store: Arc<ShardedStore>,
+    options: &switchyard_kit::server::ServerOptions,
+) -> Result<axum::Router, String> {
+    let tokens = tokens::TokenConfig::from_env()?;
+    Ok(switchyard_kit::server::router(
+        schema::schema_with(tokens),
+        store,
+        prepare,
+        options,
+    ))
 }
 
 /// This subgraph, for the `switchyard` binary.

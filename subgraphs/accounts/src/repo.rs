@@ -11,7 +11,7 @@ use switchyard_kit::id::shard_of;
 use switchyard_kit::store::{group_by_shard, is_unique_violation};
 use switchyard_kit::{ApiError, ApiResult, Session, validate};
 
-use crate::entities::{handle, user};
+use crate::entities::{credential, handle, user};
 
 /// Handles: 3–30 characters of `a-z`, `0-9` and `_`, compared case-insensitively.
 pub fn canonical_handle(raw: &str) -> ApiResult<String> {
@@ -56,6 +56,23 @@ pub struct NewUser {
 
 /// Creates a user on its handle's shard: the handle claim and the profile in one transaction.
 pub async fn create_user(session: &Session, new: NewUser) -> ApiResult<user::Model> {
+    create_user_with(session, new, None).await
+}
+
+/// What a password sign-up stores next to the profile.
+#[derive(Debug, Clone)]
+pub struct NewCredential {
+    pub email: String,
+    pub password_hash: String,
+}
+
+/// Like [`create_user`], with sign-in credentials (built from the new id) in the same
+/// transaction, so an account never exists without them or the other way round.
+pub async fn create_user_with(
+    session: &Session,
+    new: NewUser,
+    credential: Option<&NewCredential>,
+) -> ApiResult<user::Model> {
     let store = session.store();
     let shard = store.shard_for_key(new.handle.as_bytes());
     let conn = session.writer(shard);
@@ -91,6 +108,19 @@ pub async fn create_user(session: &Session, new: NewUser) -> ApiResult<user::Mod
             .await
         {
             Ok(_) => {
+                if let Some(c) = credential {
+                    credential::ActiveModel {
+                        user_id: Set(model.id),
+                        email: Set(c.email.clone()),
+                        password_hash: Set(c.password_hash.clone()),
+                        totp_secret: Set(None),
+                        totp_enabled: Set(false),
+                        recovery_codes: Set("[]".into()),
+                        created_at: Set(now),
+                    }
+                    .insert(&txn)
+                    .await?;
+                }
                 txn.commit().await?;
                 return Ok(model);
             }

@@ -8,21 +8,30 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use switchyard_kit::id::parse_id;
 use switchyard_kit::loader::{RequestLoader, request_loader};
-use switchyard_kit::{ApiError, ApiResult, ErrorCodes, Session, gql_id};
+use switchyard_kit::{ApiError, ApiResult, ErrorCodes, Session, Viewer, gql_id};
 
+use crate::auth::{self, Tokens};
 use crate::entities::user;
 use crate::loaders::{HandleLoader, UserLoader};
 use crate::repo::{self, NewUser, ProfileChange};
+use crate::tokens::TokenConfig;
 
 pub type AccountsSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// The most ids `users(ids:)` takes in one call.
 pub const MAX_IDS: usize = 100;
 
+/// The schema, signing access tokens with the development key (tests, SDL export).
 pub fn schema() -> AccountsSchema {
+    schema_with(TokenConfig::development())
+}
+
+/// The schema, signing access tokens with `tokens`.
+pub fn schema_with(tokens: TokenConfig) -> AccountsSchema {
     Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
         .extension(ErrorCodes)
+        .data(tokens)
         .finish()
 }
 
@@ -83,6 +92,17 @@ pub struct Query;
 
 #[Object]
 impl Query {
+    /// The signed-in user; `null` for anonymous requests.
+    async fn me(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        let Some(id) = ctx.data_opt::<Viewer>().and_then(|v| v.user_id) else {
+            return Ok(None);
+        };
+        if switchyard_kit::id::shard_of(id) >= shard_count(ctx) {
+            return Ok(None);
+        }
+        load_user(ctx, id).await
+    }
+
     /// A user by id.
     async fn user(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<User>> {
         let id = parse_id(&id, shard_count(ctx))?;
@@ -157,10 +177,132 @@ pub struct UpdateProfileInput {
     pub avatar_url: MaybeUndefined<String>,
 }
 
+#[derive(InputObject)]
+pub struct SignUpInput {
+    /// 3–30 characters: letters, digits, underscores.
+    pub handle: String,
+    pub email: String,
+    /// 10–256 characters.
+    pub password: String,
+    /// 1–64 characters; the handle when absent.
+    pub display_name: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct SignInInput {
+    /// A handle or an email address.
+    pub login: String,
+    pub password: String,
+    /// The authenticator app's code, or a recovery code, when two-factor sign-in is on.
+    pub totp_code: Option<String>,
+}
+
+/// A signed-in session.
+pub struct AuthPayload(Tokens);
+
+#[Object]
+impl AuthPayload {
+    /// A short-lived JWT for `Authorization: Bearer`.
+    async fn access_token(&self) -> &str {
+        &self.0.access_token
+    }
+    /// Exchange it with `refreshSession` for new tokens; each works once.
+    async fn refresh_token(&self) -> &str {
+        &self.0.refresh_token
+    }
+    /// Seconds until the access token expires.
+    async fn expires_in(&self) -> u64 {
+        self.0.expires_in
+    }
+    async fn user(&self, ctx: &Context<'_>) -> ApiResult<User> {
+        load_user(ctx, self.0.user_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("the signed-in user no longer exists"))
+    }
+}
+
+/// What an authenticator app needs to start producing codes.
+#[derive(async_graphql::SimpleObject)]
+pub struct TotpEnrollment {
+    /// Base32 secret, for manual entry.
+    pub secret: String,
+    /// `otpauth://` URI, for a QR code.
+    pub otpauth_uri: String,
+}
+
+fn viewer_id(ctx: &Context<'_>) -> ApiResult<i64> {
+    ctx.data_opt::<Viewer>()
+        .and_then(|v| v.user_id)
+        .ok_or_else(|| ApiError::Unauthenticated("sign in first".into()))
+}
+
 pub struct Mutation;
 
 #[Object]
 impl Mutation {
+    /// Creates an account with a password and signs it in.
+    async fn sign_up(&self, ctx: &Context<'_>, input: SignUpInput) -> ApiResult<AuthPayload> {
+        let handle = repo::canonical_handle(&input.handle)?;
+        let display_name = repo::display_name(input.display_name.as_deref().unwrap_or(&handle))?;
+        let new = NewUser {
+            handle,
+            display_name,
+            bio: String::new(),
+            avatar_url: None,
+        };
+        let email = auth::canonical_email(&input.email)?;
+        let tokens = ctx.data_unchecked::<TokenConfig>();
+        Ok(AuthPayload(
+            auth::sign_up(session(ctx), new, email, input.password, tokens).await?,
+        ))
+    }
+
+    /// Signs in with a handle or email and a password (and a code when two-factor is on).
+    async fn sign_in(&self, ctx: &Context<'_>, input: SignInInput) -> ApiResult<AuthPayload> {
+        let tokens = ctx.data_unchecked::<TokenConfig>();
+        let result = auth::sign_in(
+            session(ctx),
+            &input.login,
+            input.password,
+            input.totp_code.as_deref(),
+            tokens,
+        )
+        .await?;
+        Ok(AuthPayload(result))
+    }
+
+    /// New tokens for a refresh token (which stops working).
+    async fn refresh_session(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> ApiResult<AuthPayload> {
+        let tokens = ctx.data_unchecked::<TokenConfig>();
+        Ok(AuthPayload(
+            auth::refresh(session(ctx), &refresh_token, tokens).await?,
+        ))
+    }
+
+    /// Ends the session the refresh token belongs to (on every device it was refreshed on).
+    async fn sign_out(&self, ctx: &Context<'_>, refresh_token: String) -> ApiResult<bool> {
+        auth::sign_out(session(ctx), &refresh_token).await?;
+        Ok(true)
+    }
+
+    /// Starts two-factor enrolment for the signed-in user.
+    async fn enroll_totp(&self, ctx: &Context<'_>) -> ApiResult<TotpEnrollment> {
+        let (secret, otpauth_uri) = auth::enroll_totp(session(ctx), viewer_id(ctx)?).await?;
+        Ok(TotpEnrollment {
+            secret,
+            otpauth_uri,
+        })
+    }
+
+    /// Turns two-factor sign-in on with a first code; returns ten single-use recovery codes.
+    async fn confirm_totp(&self, ctx: &Context<'_>, code: String) -> ApiResult<Vec<String>> {
+        auth::confirm_totp(session(ctx), viewer_id(ctx)?, &code).await
+    }
+
     async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> ApiResult<User> {
         let new = NewUser {
             handle: repo::canonical_handle(&input.handle)?,

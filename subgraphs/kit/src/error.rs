@@ -26,6 +26,13 @@ pub enum ApiError {
     /// The request clashes with existing data (a taken handle).
     #[error("{0}")]
     Conflict(String),
+    /// The caller must sign in (again).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A refusal with its own code (`INVALID_CREDENTIALS`, `TOTP_REQUIRED`, ...), for clients
+    /// that act on the reason.
+    #[error("{1}")]
+    Refused(&'static str, String),
     /// The store failed. Logged in full; clients only see that it was our fault.
     #[error(transparent)]
     Store(Arc<crate::store::StoreError>),
@@ -43,6 +50,8 @@ impl ApiError {
             ApiError::BadInput(_) => "BAD_USER_INPUT",
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::Conflict(_) => "CONFLICT",
+            ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
+            ApiError::Refused(code, _) => code,
             ApiError::Store(_) => "INTERNAL_SERVER_ERROR",
         }
     }

@@ -8,12 +8,14 @@ pub mod page;
 pub mod server;
 pub mod store;
 pub mod validate;
+pub mod viewer;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use error::{ApiError, ApiResult, ErrorCodes};
 pub use store::{Session, ShardedStore, StoreConfig, StoreError};
+pub use viewer::Viewer;
 
 /// The GraphQL `ID` of a stored row: its id in decimal.
 pub fn gql_id(id: i64) -> async_graphql::ID {
@@ -28,8 +30,9 @@ pub struct SubgraphDef {
     pub default_port: u16,
     /// The SDL served at `_service.sdl`.
     pub sdl: fn() -> String,
-    /// The HTTP routes over a connected store.
-    pub router: fn(std::sync::Arc<ShardedStore>) -> axum::Router,
+    /// The HTTP routes over a connected store (or why its configuration is wrong).
+    pub router:
+        fn(std::sync::Arc<ShardedStore>, &server::ServerOptions) -> Result<axum::Router, String>,
     /// Runs the subgraph's migrations on every shard.
     pub migrate:
         for<'a> fn(&'a ShardedStore) -> futures::future::BoxFuture<'a, Result<(), StoreError>>,

@@ -27,8 +27,16 @@ pub fn sdl() -> String {
 }
 
 /// The subgraph's HTTP routes over `store`.
-pub fn router(store: Arc<ShardedStore>) -> axum::Router {
-    switchyard_kit::server::router(schema(), store, prepare)
+pub fn router(
+    store: Arc<ShardedStore>,
+    options: &switchyard_kit::server::ServerOptions,
+) -> Result<axum::Router, String> {
+    Ok(switchyard_kit::server::router(
+        schema(),
+        store,
+        prepare,
+        options,
+    ))
 }
 
 /// This subgraph, for the `switchyard` binary.

@@ -11,8 +11,13 @@ impl MigratorTrait for Migrator {
     }
 }
 
-#[derive(DeriveMigrationName)]
 struct CreatePosts;
+
+impl MigrationName for CreatePosts {
+    fn name(&self) -> &str {
+        "m0001_create_posts"
+    }
+}
 
 #[derive(DeriveIden)]
 enum Posts {

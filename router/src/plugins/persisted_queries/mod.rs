@@ -111,7 +111,7 @@ struct Shared {
 
 pub struct PersistedQueries {
     shared: Arc<Shared>,
-    _reloader: reload::AbortOnDrop,
+    _reloader: crate::plugins::background::AbortOnDrop,
 }
 
 #[async_trait::async_trait]

@@ -16,6 +16,7 @@ use opentelemetry::metrics::Counter;
 
 use super::manifest::{Manifest, ManifestError};
 use super::retired::Retired;
+use crate::plugins::background::AbortOnDrop;
 
 /// What requests are checked against.
 #[derive(Debug, Default)]
@@ -108,15 +109,6 @@ impl Watched {
         };
         *self.current.write().expect("snapshot lock") = Arc::new(Snapshot { manifest, retired });
         Some(Ok(()))
-    }
-}
-
-/// Aborts the reload task when the plugin instance goes away (config reloads build new ones).
-pub struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -1,0 +1,224 @@
+//! `switchyard.jwt_auth`: validates `Authorization: Bearer` tokens and tells subgraphs who the
+//! caller is.
+//!
+//! Valid claims travel to subgraphs as internal headers (`x-switchyard-user-id`,
+//! `x-switchyard-scopes`) next to the router's shared secret (`x-switchyard-router-secret`);
+//! a subgraph believes the identity headers only when the secret matches, so a subgraph reached
+//! directly cannot be fooled. Client-sent headers under those names are removed first (here
+//! and by `switchyard.headers_guard`).
+
+pub mod keys;
+pub mod verify;
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apollo_router::graphql;
+use apollo_router::layers::ServiceBuilderExt;
+use apollo_router::plugin::{Plugin, PluginInit};
+use apollo_router::register_plugin;
+use apollo_router::services::{router, subgraph};
+use http::{HeaderValue, StatusCode};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tower::{BoxError, ServiceBuilder, ServiceExt};
+
+use self::keys::{Alg, JwksConfig, KeyConfig, KeyStore};
+use self::verify::{AuthError, Verifier};
+use crate::plugins::background::AbortOnDrop;
+
+pub const USER_HEADER: &str = "x-switchyard-user-id";
+pub const SCOPES_HEADER: &str = "x-switchyard-scopes";
+pub const SECRET_HEADER: &str = "x-switchyard-router-secret";
+const CONTEXT_USER: &str = "switchyard::auth::user_id";
+const CONTEXT_SCOPES: &str = "switchyard::auth::scopes";
+
+/// Configuration of `switchyard.jwt_auth`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtAuthConfig {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Accepted `aud` values (one must match).
+    pub audiences: Vec<String>,
+    /// Accepted signing algorithms (`none` never is).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<Alg>,
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    #[serde(default)]
+    pub jwks: Option<JwksConfig>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub leeway: Duration,
+    /// Let requests without a token through (as anonymous); subgraphs then decide per field.
+    #[serde(default)]
+    pub allow_anonymous: bool,
+    /// Longest token accepted.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Shared with the subgraphs (`SWITCHYARD_ROUTER_SECRET`); at least 16 characters.
+    pub subgraph_secret: String,
+}
+
+fn default_algorithms() -> Vec<Alg> {
+    vec![Alg::ES256, Alg::RS256]
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_token_bytes() -> usize {
+    8 * 1024
+}
+
+pub struct JwtAuth {
+    verifier: Arc<Verifier>,
+    allow_anonymous: bool,
+    secret: HeaderValue,
+    _refresher: Option<AbortOnDrop>,
+}
+
+#[async_trait::async_trait]
+impl Plugin for JwtAuth {
+    type Config = JwtAuthConfig;
+
+    async fn new(init: PluginInit<Self::Config>) -> Result<Self, BoxError> {
+        let config = init.config;
+        let fail = |e: String| -> BoxError { format!("switchyard.jwt_auth: {e}").into() };
+        if config.subgraph_secret.len() < 16 {
+            return Err(fail(
+                "subgraph_secret must be at least 16 characters".into(),
+            ));
+        }
+        if config.audiences.is_empty() {
+            return Err(fail("audiences must name at least one audience".into()));
+        }
+        let secret = HeaderValue::from_str(&config.subgraph_secret)
+            .map_err(|_| fail("subgraph_secret must be printable ASCII".into()))?;
+        let keys = Arc::new(KeyStore::new(&config.keys, config.jwks.clone()).map_err(fail)?);
+        keys.refresh(false).await.map_err(fail)?;
+        let refresher = keys.jwks_refresh_interval().map(|every| {
+            let keys = Arc::downgrade(&keys);
+            AbortOnDrop(tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(every);
+                ticker.tick().await;
+                loop {
+                    ticker.tick().await;
+                    let Some(keys) = keys.upgrade() else { return };
+                    if let Err(e) = keys.refresh(false).await {
+                        tracing::error!("switchyard.jwt_auth: keeping the previous keys: {e}");
+                    }
+                }
+            }))
+        });
+        let allowed: HashSet<_> = config.algorithms.iter().map(|a| a.algorithm()).collect();
+        let verifier = Verifier {
+            keys,
+            allowed,
+            issuer: config.issuer,
+            audiences: config.audiences,
+            leeway_secs: config.leeway.as_secs(),
+            max_token_bytes: config.max_token_bytes,
+        };
+        Ok(Self {
+            verifier: Arc::new(verifier),
+            allow_anonymous: config.allow_anonymous,
+            secret,
+            _refresher: refresher,
+        })
+    }
+
+    fn router_service(&self, service: router::BoxService) -> router::BoxService {
+        let verifier = self.verifier.clone();
+        let allow_anonymous = self.allow_anonymous;
+        ServiceBuilder::new()
+            .checkpoint_async(move |request: router::Request| {
+                let verifier = verifier.clone();
+                async move {
+                    let header = request
+                        .router_request
+                        .headers()
+                        .get(http::header::AUTHORIZATION);
+                    let outcome = match header.map(|h| h.to_str()) {
+                        None if allow_anonymous => return Ok(ControlFlow::Continue(request)),
+                        None => Err(AuthError::Required),
+                        Some(Err(_)) => Err(AuthError::Malformed),
+                        Some(Ok(value)) => verifier.verify_header(value).await,
+                    };
+                    match outcome {
+                        Ok(identity) => {
+                            let _ = request.context.insert(CONTEXT_USER, identity.user_id);
+                            let _ = request
+                                .context
+                                .insert(CONTEXT_SCOPES, identity.scopes.join(" "));
+                            Ok(ControlFlow::Continue(request))
+                        }
+                        Err(error) => {
+                            Ok(ControlFlow::Break(unauthenticated(error, request.context)?))
+                        }
+                    }
+                }
+            })
+            .buffered()
+            .service(service)
+            .boxed()
+    }
+
+    fn subgraph_service(&self, _name: &str, service: subgraph::BoxService) -> subgraph::BoxService {
+        let secret = self.secret.clone();
+        ServiceBuilder::new()
+            .map_request(move |mut request: subgraph::Request| {
+                let user = request
+                    .context
+                    .get::<_, String>(CONTEXT_USER)
+                    .ok()
+                    .flatten();
+                let scopes = request
+                    .context
+                    .get::<_, String>(CONTEXT_SCOPES)
+                    .ok()
+                    .flatten();
+                let headers = request.subgraph_request.headers_mut();
+                headers.remove(USER_HEADER);
+                headers.remove(SCOPES_HEADER);
+                headers.insert(SECRET_HEADER, secret.clone());
+                if let Some(user) = user.and_then(|u| HeaderValue::from_str(&u).ok()) {
+                    headers.insert(USER_HEADER, user);
+                    if let Some(scopes) = scopes.and_then(|s| HeaderValue::from_str(&s).ok()) {
+                        headers.insert(SCOPES_HEADER, scopes);
+                    }
+                }
+                request
+            })
+            .service(service)
+            .boxed()
+    }
+}
+
+fn unauthenticated(
+    error: AuthError,
+    context: apollo_router::Context,
+) -> Result<router::Response, BoxError> {
+    let description = error.to_string();
+    let challenge = match error {
+        AuthError::Required => "Bearer".to_owned(),
+        _ => format!("Bearer error=\"invalid_token\", error_description=\"{description}\""),
+    };
+    router::Response::error_builder()
+        .error(
+            graphql::Error::builder()
+                .message(description)
+                .extension_code("UNAUTHENTICATED")
+                .build(),
+        )
+        .status_code(StatusCode::UNAUTHORIZED)
+        .header(http::header::WWW_AUTHENTICATE, challenge)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .context(context)
+        .build()
+}
+
+register_plugin!("switchyard", "jwt_auth", JwtAuth);

@@ -1,0 +1,155 @@
+//! Checking one bearer token: size, header, algorithm, key, signature, then claims.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
+use serde::Deserialize;
+
+use super::keys::KeyStore;
+
+/// What a valid token tells us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    iat: Option<i64>,
+}
+
+/// Why a token was refused. Every variant is an `UNAUTHENTICATED` error; the message says
+/// which check failed, so a client developer can fix their integration, without revealing keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("the Authorization header must be `Bearer <token>`")]
+    NotBearer,
+    #[error("the token is longer than {0} bytes")]
+    TooLarge(usize),
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("tokens signed with {0} are not accepted")]
+    AlgorithmNotAllowed(String),
+    #[error("the token's key id is unknown")]
+    UnknownKey,
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
+    #[error("the token's issuer is not accepted")]
+    WrongIssuer,
+    #[error("the token is not meant for this API (audience)")]
+    WrongAudience,
+    #[error("the token lacks the `{0}` claim")]
+    MissingClaim(String),
+    #[error("authentication is required")]
+    Required,
+}
+
+pub struct Verifier {
+    pub keys: Arc<KeyStore>,
+    pub allowed: HashSet<Algorithm>,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub leeway_secs: u64,
+    pub max_token_bytes: usize,
+}
+
+impl Verifier {
+    /// Verifies the value of an `Authorization` header.
+    pub async fn verify_header(&self, header: &str) -> Result<Identity, AuthError> {
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::NotBearer)?;
+        self.verify(token).await
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        if token.len() > self.max_token_bytes {
+            return Err(AuthError::TooLarge(self.max_token_bytes));
+        }
+        let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if !self.allowed.contains(&header.alg) {
+            return Err(AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
+        }
+        let key = match &header.kid {
+            Some(kid) => match self.keys.get(kid) {
+                Some(key) => key,
+                None => {
+                    // Maybe the issuer rotated keys since our last JWKS read.
+                    if let Err(e) = self.keys.refresh(true).await {
+                        tracing::warn!("JWKS refresh failed: {e}");
+                    }
+                    self.keys.get(kid).ok_or(AuthError::UnknownKey)?
+                }
+            },
+            None => self.keys.only_key().ok_or(AuthError::UnknownKey)?,
+        };
+        // The key decides the algorithm, never the token: an RS256 public key must not be
+        // accepted as an HS256 secret.
+        if key.alg != header.alg {
+            return Err(AuthError::AlgorithmNotAllowed(format!(
+                "{:?} with this key",
+                header.alg
+            )));
+        }
+        let mut validation = Validation::new(key.alg);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&self.audiences);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = self.leeway_secs;
+        let data = decode::<Claims>(token, &key.key, &validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+            ErrorKind::InvalidAudience => AuthError::WrongAudience,
+            ErrorKind::InvalidSignature => AuthError::BadSignature,
+            ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim.clone()),
+            ErrorKind::InvalidAlgorithm => {
+                AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg))
+            }
+            _ => AuthError::Malformed,
+        })?;
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        if data
+            .claims
+            .iat
+            .is_some_and(|iat| iat > now + self.leeway_secs as i64)
+        {
+            return Err(AuthError::IssuedInFuture);
+        }
+        let sub = data
+            .claims
+            .sub
+            .filter(|s| !s.is_empty() && s.len() <= 128)
+            .ok_or_else(|| AuthError::MissingClaim("sub".into()))?;
+        let scopes = data
+            .claims
+            .scope
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter(|s| s.chars().all(|c| c.is_ascii_graphic()))
+            .map(str::to_owned)
+            .collect();
+        Ok(Identity {
+            user_id: sub,
+            scopes,
+        })
+    }
+}

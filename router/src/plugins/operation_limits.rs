@@ -1,0 +1,509 @@
+//! `switchyard.operation_limits`: refuses documents that are too deep, too wide or too
+//! expensive before the router plans them, so an alias bomb or a 50-level nested query costs
+//! us one parse, not a query plan and a fan-out of subgraph calls.
+//!
+//! Runs in `supergraph_service`, after persisted-query ids were expanded, so it measures what
+//! would actually run. Every refusal names the measured value and the limit.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use apollo_compiler::Schema;
+use apollo_compiler::ast::{
+    Definition, Document, OperationDefinition, Selection, Value as AstValue,
+};
+use apollo_router::graphql;
+use apollo_router::layers::ServiceBuilderExt;
+use apollo_router::plugin::{Plugin, PluginInit};
+use apollo_router::register_plugin;
+use apollo_router::services::supergraph;
+use http::StatusCode;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tower::{BoxError, ServiceBuilder, ServiceExt};
+
+/// Configuration of `switchyard.operation_limits`. Each limit is inclusive.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperationLimitsConfig {
+    /// Deepest field nesting (`{ a { b } }` is 2).
+    #[serde(default = "defaults::depth")]
+    pub max_depth: u32,
+    /// Aliased fields in the whole document.
+    #[serde(default = "defaults::aliases")]
+    pub max_aliases: u32,
+    /// Fields at the root of the operation (each one is at least one subgraph call).
+    #[serde(default = "defaults::root_fields")]
+    pub max_root_fields: u32,
+    /// Lexical tokens in the document.
+    #[serde(default = "defaults::tokens")]
+    pub max_tokens: u32,
+    /// Estimated cost: every field costs 1; a list field multiplies its subtree by its `first`
+    /// argument (or `default_list_size` when it has none).
+    #[serde(default = "defaults::cost")]
+    pub max_cost: u64,
+    /// Assumed size of list fields without a `first` argument.
+    #[serde(default = "defaults::list_size")]
+    pub default_list_size: u32,
+}
+
+mod defaults {
+    pub fn depth() -> u32 {
+        12
+    }
+    pub fn aliases() -> u32 {
+        30
+    }
+    pub fn root_fields() -> u32 {
+        10
+    }
+    pub fn tokens() -> u32 {
+        3_000
+    }
+    pub fn cost() -> u64 {
+        10_000
+    }
+    pub fn list_size() -> u32 {
+        20
+    }
+}
+
+/// What a document measures.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Measurement {
+    pub depth: u32,
+    pub aliases: u32,
+    pub root_fields: u32,
+    pub tokens: u32,
+    pub cost: u64,
+}
+
+/// A limit that was exceeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exceeded {
+    pub code: &'static str,
+    pub what: &'static str,
+    pub measured: u64,
+    pub limit: u64,
+}
+
+pub struct OperationLimits {
+    config: OperationLimitsConfig,
+    /// Field types by (type name, field name): only what the cost estimate needs.
+    list_fields: Arc<HashMap<(String, String), FieldShape>>,
+}
+
+#[derive(Debug, Clone)]
+struct FieldShape {
+    is_list: bool,
+    inner_type: String,
+}
+
+#[async_trait::async_trait]
+impl Plugin for OperationLimits {
+    type Config = OperationLimitsConfig;
+
+    async fn new(init: PluginInit<Self::Config>) -> Result<Self, BoxError> {
+        let schema =
+            Schema::parse(init.supergraph_sdl.as_str(), "supergraph.graphql").map_err(|e| {
+                format!(
+                    "switchyard.operation_limits: cannot read the supergraph: {}",
+                    e.errors
+                )
+            })?;
+        Ok(Self {
+            config: init.config,
+            list_fields: Arc::new(field_shapes(&schema)),
+        })
+    }
+
+    fn supergraph_service(&self, service: supergraph::BoxService) -> supergraph::BoxService {
+        let config = self.config.clone();
+        let shapes = self.list_fields.clone();
+        ServiceBuilder::new()
+            .checkpoint(move |request: supergraph::Request| {
+                let body = request.supergraph_request.body();
+                let Some(query) = body.query.as_deref() else {
+                    return Ok(ControlFlow::Continue(request));
+                };
+                let variables: HashMap<String, i64> = body
+                    .variables
+                    .iter()
+                    .filter_map(|(k, v)| v.as_i64().map(|n| (k.as_str().to_owned(), n)))
+                    .collect();
+                let measured = measure(
+                    query,
+                    body.operation_name.as_deref(),
+                    &variables,
+                    &shapes,
+                    &config,
+                );
+                match measured.and_then(|m| check(&m, &config).map_or(Ok(()), Err)) {
+                    Ok(()) => Ok(ControlFlow::Continue(request)),
+                    Err(exceeded) => {
+                        let error = graphql::Error::builder()
+                            .message(format!(
+                                "the operation's {} is {}, above the limit of {}",
+                                exceeded.what, exceeded.measured, exceeded.limit
+                            ))
+                            .extension_code(exceeded.code)
+                            .extension("measured", exceeded.measured)
+                            .extension("limit", exceeded.limit)
+                            .build();
+                        let response = supergraph::Response::error_builder()
+                            .error(error)
+                            .status_code(StatusCode::BAD_REQUEST)
+                            .context(request.context)
+                            .build()?;
+                        Ok(ControlFlow::Break(response))
+                    }
+                }
+            })
+            .service(service)
+            .boxed()
+    }
+}
+
+fn field_shapes(schema: &Schema) -> HashMap<(String, String), FieldShape> {
+    let mut shapes = HashMap::new();
+    for (type_name, ty) in &schema.types {
+        let fields = match ty {
+            apollo_compiler::schema::ExtendedType::Object(o) => &o.fields,
+            apollo_compiler::schema::ExtendedType::Interface(i) => &i.fields,
+            _ => continue,
+        };
+        for (field_name, field) in fields {
+            shapes.insert(
+                (type_name.to_string(), field_name.to_string()),
+                FieldShape {
+                    is_list: field.ty.is_list(),
+                    inner_type: field.ty.inner_named_type().to_string(),
+                },
+            );
+        }
+    }
+    shapes
+}
+
+/// Compares a measurement with the limits; the first limit exceeded, in a fixed order.
+pub fn check(m: &Measurement, c: &OperationLimitsConfig) -> Option<Exceeded> {
+    let checks = [
+        (
+            "MAX_TOKENS_LIMIT",
+            "token count",
+            u64::from(m.tokens),
+            u64::from(c.max_tokens),
+        ),
+        (
+            "MAX_DEPTH_LIMIT",
+            "depth",
+            u64::from(m.depth),
+            u64::from(c.max_depth),
+        ),
+        (
+            "MAX_ALIASES_LIMIT",
+            "alias count",
+            u64::from(m.aliases),
+            u64::from(c.max_aliases),
+        ),
+        (
+            "MAX_ROOT_FIELDS_LIMIT",
+            "root field count",
+            u64::from(m.root_fields),
+            u64::from(c.max_root_fields),
+        ),
+        ("COST_LIMIT", "estimated cost", m.cost, c.max_cost),
+    ];
+    checks
+        .into_iter()
+        .find(|(_, _, measured, limit)| measured > limit)
+        .map(|(code, what, measured, limit)| Exceeded {
+            code,
+            what,
+            measured,
+            limit,
+        })
+}
+
+/// Measures a document. Documents that do not parse pass (`Ok` with what could be counted is
+/// not useful): apollo-router rejects them with its own precise parse error.
+fn measure(
+    query: &str,
+    operation_name: Option<&str>,
+    variables: &HashMap<String, i64>,
+    shapes: &HashMap<(String, String), FieldShape>,
+    config: &OperationLimitsConfig,
+) -> Result<Measurement, Exceeded> {
+    // Count tokens first and stop early: the parse below is what an attacker wants to make slow.
+    let mut tokens = 0u32;
+    for token in apollo_parser::Lexer::new(query) {
+        if token.is_ok_and(|t| t.kind() != apollo_parser::TokenKind::Eof) {
+            tokens += 1;
+        }
+        if tokens > config.max_tokens {
+            return Err(Exceeded {
+                code: "MAX_TOKENS_LIMIT",
+                what: "token count",
+                measured: u64::from(tokens),
+                limit: u64::from(config.max_tokens),
+            });
+        }
+    }
+    let Ok(document) = Document::parse(query, "operation.graphql") else {
+        return Ok(Measurement {
+            tokens,
+            ..Measurement::default()
+        });
+    };
+    let fragments: HashMap<&str, &apollo_compiler::ast::FragmentDefinition> = document
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::FragmentDefinition(f) => Some((f.name.as_str(), &**f)),
+            _ => None,
+        })
+        .collect();
+    let operations: Vec<&OperationDefinition> = document
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::OperationDefinition(op) => Some(&**op),
+            _ => None,
+        })
+        .collect();
+    let operation = match operation_name {
+        Some(name) => operations
+            .iter()
+            .find(|op| op.name.as_ref().is_some_and(|n| n == name)),
+        None => operations.first(),
+    };
+    let Some(operation) = operation else {
+        return Ok(Measurement {
+            tokens,
+            ..Measurement::default()
+        });
+    };
+    let root_type = match operation.operation_type {
+        apollo_compiler::ast::OperationType::Query => "Query",
+        apollo_compiler::ast::OperationType::Mutation => "Mutation",
+        apollo_compiler::ast::OperationType::Subscription => "Subscription",
+    };
+    let mut walker = Walker {
+        fragments,
+        variables,
+        shapes,
+        config,
+        aliases: 0,
+        stack: Vec::new(),
+    };
+    let (depth, cost) = walker.selections(&operation.selection_set, root_type);
+    let mut root_fields = 0;
+    walker.count_root_fields(&operation.selection_set, &mut root_fields);
+    Ok(Measurement {
+        depth,
+        aliases: walker.aliases,
+        root_fields,
+        tokens,
+        cost,
+    })
+}
+
+struct Walker<'a> {
+    fragments: HashMap<&'a str, &'a apollo_compiler::ast::FragmentDefinition>,
+    variables: &'a HashMap<String, i64>,
+    shapes: &'a HashMap<(String, String), FieldShape>,
+    config: &'a OperationLimitsConfig,
+    aliases: u32,
+    /// Fragments being expanded (a cycle is invalid GraphQL; we just stop following it).
+    stack: Vec<&'a str>,
+}
+
+impl<'a> Walker<'a> {
+    /// Returns (depth, cost) of a selection set.
+    fn selections(&mut self, selections: &'a [Selection], parent_type: &str) -> (u32, u64) {
+        let mut depth = 0;
+        let mut cost: u64 = 0;
+        for selection in selections {
+            let (d, c) = match selection {
+                Selection::Field(field) => {
+                    if field.alias.is_some() {
+                        self.aliases += 1;
+                    }
+                    let shape = self
+                        .shapes
+                        .get(&(parent_type.to_owned(), field.name.to_string()))
+                        .cloned();
+                    let inner = shape
+                        .as_ref()
+                        .map(|s| s.inner_type.clone())
+                        .unwrap_or_default();
+                    let (child_depth, child_cost) = if field.selection_set.is_empty() {
+                        (0, 0)
+                    } else {
+                        self.selections(&field.selection_set, &inner)
+                    };
+                    let multiplier = self.list_size(field, shape.as_ref());
+                    (
+                        child_depth + 1,
+                        1u64.saturating_add(child_cost).saturating_mul(multiplier),
+                    )
+                }
+                Selection::InlineFragment(inline) => {
+                    let ty = inline
+                        .type_condition
+                        .as_ref()
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| parent_type.to_owned());
+                    self.selections(&inline.selection_set, &ty)
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.fragment_name.as_str();
+                    match self.fragments.get(name).copied() {
+                        Some(fragment) if !self.stack.contains(&name) => {
+                            self.stack.push(fragment.name.as_str());
+                            let ty = fragment.type_condition.to_string();
+                            let result = self.selections(&fragment.selection_set, &ty);
+                            self.stack.pop();
+                            result
+                        }
+                        _ => (0, 0),
+                    }
+                }
+            };
+            depth = depth.max(d);
+            cost = cost.saturating_add(c);
+        }
+        (depth, cost)
+    }
+
+    fn list_size(&self, field: &apollo_compiler::ast::Field, shape: Option<&FieldShape>) -> u64 {
+        let first = field
+            .arguments
+            .iter()
+            .find(|a| a.name == "first")
+            .and_then(|a| match &*a.value {
+                AstValue::Int(n) => n.try_to_i32().ok().map(i64::from),
+                AstValue::Variable(v) => self.variables.get(v.as_str()).copied(),
+                _ => None,
+            });
+        match first {
+            Some(n) => n.max(1) as u64,
+            None if shape.is_some_and(|s| s.is_list) => u64::from(self.config.default_list_size),
+            // Connections (`feed`, `posts`) are objects whose `nodes`/`edges` are lists sized
+            // by the parent's `first`; without one, the default page size applies there.
+            None => 1,
+        }
+    }
+
+    fn count_root_fields(&self, selections: &'a [Selection], count: &mut u32) {
+        for selection in selections {
+            match selection {
+                Selection::Field(_) => *count += 1,
+                Selection::InlineFragment(inline) => {
+                    self.count_root_fields(&inline.selection_set, count)
+                }
+                Selection::FragmentSpread(spread) => {
+                    if let Some(fragment) = self.fragments.get(spread.fragment_name.as_str()) {
+                        self.count_root_fields(&fragment.selection_set, count);
+                    }
+                }
+            }
+        }
+    }
+}
+
+register_plugin!("switchyard", "operation_limits", OperationLimits);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> OperationLimitsConfig {
+        serde_json::from_str("{}").unwrap()
+    }
+
+    fn shapes() -> HashMap<(String, String), FieldShape> {
+        let sdl = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../schema/supergraph.graphql"
+        ))
+        .unwrap();
+        field_shapes(&Schema::parse(sdl, "s.graphql").unwrap())
+    }
+
+    fn m(query: &str, vars: &[(&str, i64)]) -> Result<Measurement, Exceeded> {
+        let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        measure(query, None, &vars, &shapes(), &config())
+    }
+
+    #[test]
+    fn measures_depth_aliases_roots_and_cost() {
+        let q = "query($n: Int) { a: feed(first: 10) { nodes { id author { posts(first: $n) { nodes { id } } } } } b: feed { nodes { id } } }";
+        let got = m(q, &[("n", 5)]).unwrap();
+        assert_eq!(got.depth, 6);
+        assert_eq!(got.aliases, 2);
+        assert_eq!(got.root_fields, 2);
+        // a: feed x10 of (nodes: list without first = 20 x (id + author(posts x5 (nodes x20 (id)))))
+        assert!(got.cost > 10_000, "{got:?}");
+        assert_eq!(check(&got, &config()).unwrap().code, "COST_LIMIT");
+    }
+
+    #[test]
+    fn fragments_count_where_they_are_spread() {
+        let q = "{ ...F } fragment F on Query { feed(first: 2) { nodes { ...G } } } fragment G on Post { id body }";
+        let got = m(q, &[]).unwrap();
+        assert_eq!(got.depth, 3);
+        assert_eq!(got.root_fields, 1);
+        // Cycles (invalid) do not loop forever.
+        assert!(
+            m(
+                "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }",
+                &[]
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn bombs_are_caught() {
+        let aliases: String = (0..40).map(|i| format!("a{i}: __typename ")).collect();
+        assert_eq!(
+            check(&m(&format!("{{ {aliases} }}"), &[]).unwrap(), &config())
+                .unwrap()
+                .code,
+            "MAX_ALIASES_LIMIT"
+        );
+        let deep = format!(
+            "{{ {}id{} }}",
+            "feed { nodes { author { ".repeat(5),
+            " } } }".repeat(5)
+        );
+        let exceeded = check(&m(&deep, &[]).unwrap(), &config()).unwrap();
+        assert_eq!(
+            (exceeded.code, exceeded.measured, exceeded.limit),
+            ("MAX_DEPTH_LIMIT", 16, 12)
+        );
+        let tokens = format!("{{ {} }}", "__typename ".repeat(4000));
+        assert_eq!(m(&tokens, &[]).unwrap_err().code, "MAX_TOKENS_LIMIT");
+        let roots: String = (0..11).map(|i| format!("r{i}: __typename ")).collect();
+        let got = m(&format!("{{ {roots} }}"), &[]).unwrap();
+        assert_eq!(got.root_fields, 11);
+    }
+
+    #[test]
+    fn the_shipped_operations_are_within_the_defaults() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../persisted-queries/operations"
+        );
+        for client in std::fs::read_dir(dir).unwrap() {
+            for file in std::fs::read_dir(client.unwrap().path()).unwrap() {
+                let path = file.unwrap().path();
+                let text = std::fs::read_to_string(&path).unwrap();
+                let got = m(&text, &[]).unwrap();
+                assert_eq!(check(&got, &config()), None, "{}: {got:?}", path.display());
+            }
+        }
+    }
+}
