@@ -127,7 +127,10 @@ async fn persisted_query_metrics_reach_prometheus_and_sigterm_stops_cleanly() {
     // Runs (the subgraphs are not there, so it fails downstream, after the plugin counted it).
     send(json!({"documentId": home})).await.unwrap();
 
-    std::fs::write(&manifest_path, "{ not json").unwrap();
+    // Atomically, as deploy tooling does: a reader never sees a half-written file.
+    let tmp = dir.path().join("manifest.tmp");
+    std::fs::write(&tmp, "{ not json").unwrap();
+    std::fs::rename(&tmp, &manifest_path).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let text = http
