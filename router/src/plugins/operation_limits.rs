@@ -39,8 +39,9 @@ pub struct OperationLimitsConfig {
     /// Lexical tokens in the document.
     #[serde(default = "defaults::tokens")]
     pub max_tokens: u32,
-    /// Estimated cost: every field costs 1; a list field multiplies its subtree by its `first`
-    /// argument (or `default_list_size` when it has none).
+    /// Estimated cost: every field costs 1; a field with a `first` argument multiplies its
+    /// subtree by it, and a list field without one by `default_list_size` (unless it sits
+    /// directly in a paged field, like a connection's `nodes`).
     #[serde(default = "defaults::cost")]
     pub max_cost: u64,
     /// Assumed size of list fields without a `first` argument.
@@ -294,19 +295,27 @@ fn measure(
         variables,
         shapes,
         config,
-        aliases: 0,
+        memo: HashMap::new(),
         stack: Vec::new(),
     };
-    let (depth, cost) = walker.selections(&operation.selection_set, root_type);
+    let measured = walker.selections(&operation.selection_set, root_type, false);
     let mut root_fields = 0;
-    walker.count_root_fields(&operation.selection_set, &mut root_fields);
+    walker.count_root_fields(&operation.selection_set, &mut root_fields, &mut Vec::new());
     Ok(Measurement {
-        depth,
-        aliases: walker.aliases,
+        depth: measured.depth,
+        aliases: measured.aliases,
         root_fields,
         tokens,
-        cost,
+        cost: measured.cost,
     })
+}
+
+/// What a selection set measures (aliases counted as often as the set is expanded).
+#[derive(Debug, Clone, Copy, Default)]
+struct Measured {
+    depth: u32,
+    cost: u64,
+    aliases: u32,
 }
 
 struct Walker<'a> {
@@ -314,22 +323,26 @@ struct Walker<'a> {
     variables: &'a HashMap<String, i64>,
     shapes: &'a HashMap<(String, String), FieldShape>,
     config: &'a OperationLimitsConfig,
-    aliases: u32,
+    /// Each fragment is measured once and reused at every spread: a document whose fragments
+    /// each spread the next one twice would otherwise take 2^n steps to walk.
+    memo: HashMap<(&'a str, bool), Measured>,
     /// Fragments being expanded (a cycle is invalid GraphQL; we just stop following it).
     stack: Vec<&'a str>,
 }
 
 impl<'a> Walker<'a> {
-    /// Returns (depth, cost) of a selection set.
-    fn selections(&mut self, selections: &'a [Selection], parent_type: &str) -> (u32, u64) {
-        let mut depth = 0;
-        let mut cost: u64 = 0;
+    /// `paged`: the parent field took a `first` argument, so the lists directly inside it
+    /// (a connection's `nodes`/`edges`) are already sized by it.
+    fn selections(
+        &mut self,
+        selections: &'a [Selection],
+        parent_type: &str,
+        paged: bool,
+    ) -> Measured {
+        let mut total = Measured::default();
         for selection in selections {
-            let (d, c) = match selection {
+            let m = match selection {
                 Selection::Field(field) => {
-                    if field.alias.is_some() {
-                        self.aliases += 1;
-                    }
                     let shape = self
                         .shapes
                         .get(&(parent_type.to_owned(), field.name.to_string()))
@@ -338,16 +351,24 @@ impl<'a> Walker<'a> {
                         .as_ref()
                         .map(|s| s.inner_type.clone())
                         .unwrap_or_default();
-                    let (child_depth, child_cost) = if field.selection_set.is_empty() {
-                        (0, 0)
+                    let first = self.first_argument(field);
+                    let child = if field.selection_set.is_empty() {
+                        Measured::default()
                     } else {
-                        self.selections(&field.selection_set, &inner)
+                        self.selections(&field.selection_set, &inner, first.is_some())
                     };
-                    let multiplier = self.list_size(field, shape.as_ref());
-                    (
-                        child_depth + 1,
-                        1u64.saturating_add(child_cost).saturating_mul(multiplier),
-                    )
+                    let multiplier = match first {
+                        Some(n) => n.max(1) as u64,
+                        None if !paged && shape.as_ref().is_some_and(|s| s.is_list) => {
+                            u64::from(self.config.default_list_size)
+                        }
+                        None => 1,
+                    };
+                    Measured {
+                        depth: child.depth + 1,
+                        cost: 1u64.saturating_add(child.cost).saturating_mul(multiplier),
+                        aliases: child.aliases + u32::from(field.alias.is_some()),
+                    }
                 }
                 Selection::InlineFragment(inline) => {
                     let ty = inline
@@ -355,30 +376,36 @@ impl<'a> Walker<'a> {
                         .as_ref()
                         .map(|t| t.to_string())
                         .unwrap_or_else(|| parent_type.to_owned());
-                    self.selections(&inline.selection_set, &ty)
+                    self.selections(&inline.selection_set, &ty, paged)
                 }
                 Selection::FragmentSpread(spread) => {
                     let name = spread.fragment_name.as_str();
-                    match self.fragments.get(name).copied() {
-                        Some(fragment) if !self.stack.contains(&name) => {
-                            self.stack.push(fragment.name.as_str());
-                            let ty = fragment.type_condition.to_string();
-                            let result = self.selections(&fragment.selection_set, &ty);
-                            self.stack.pop();
-                            result
+                    if let Some(m) = self.memo.get(&(name, paged)) {
+                        *m
+                    } else {
+                        match self.fragments.get(name).copied() {
+                            Some(fragment) if !self.stack.contains(&name) => {
+                                self.stack.push(fragment.name.as_str());
+                                let ty = fragment.type_condition.to_string();
+                                let m = self.selections(&fragment.selection_set, &ty, paged);
+                                self.stack.pop();
+                                self.memo.insert((fragment.name.as_str(), paged), m);
+                                m
+                            }
+                            _ => Measured::default(),
                         }
-                        _ => (0, 0),
                     }
                 }
             };
-            depth = depth.max(d);
-            cost = cost.saturating_add(c);
+            total.depth = total.depth.max(m.depth);
+            total.cost = total.cost.saturating_add(m.cost);
+            total.aliases = total.aliases.saturating_add(m.aliases);
         }
-        (depth, cost)
+        total
     }
 
-    fn list_size(&self, field: &apollo_compiler::ast::Field, shape: Option<&FieldShape>) -> u64 {
-        let first = field
+    fn first_argument(&self, field: &apollo_compiler::ast::Field) -> Option<i64> {
+        field
             .arguments
             .iter()
             .find(|a| a.name == "first")
@@ -386,26 +413,31 @@ impl<'a> Walker<'a> {
                 AstValue::Int(n) => n.try_to_i32().ok().map(i64::from),
                 AstValue::Variable(v) => self.variables.get(v.as_str()).copied(),
                 _ => None,
-            });
-        match first {
-            Some(n) => n.max(1) as u64,
-            None if shape.is_some_and(|s| s.is_list) => u64::from(self.config.default_list_size),
-            // Connections (`feed`, `posts`) are objects whose `nodes`/`edges` are lists sized
-            // by the parent's `first`; without one, the default page size applies there.
-            None => 1,
-        }
+            })
     }
 
-    fn count_root_fields(&self, selections: &'a [Selection], count: &mut u32) {
+    /// Counts fields at the root, looking through fragments. A fragment spread twice adds its
+    /// fields once (GraphQL merges them), which also ends cycles and fragment bombs.
+    fn count_root_fields(
+        &self,
+        selections: &'a [Selection],
+        count: &mut u32,
+        seen: &mut Vec<&'a str>,
+    ) {
         for selection in selections {
             match selection {
                 Selection::Field(_) => *count += 1,
                 Selection::InlineFragment(inline) => {
-                    self.count_root_fields(&inline.selection_set, count)
+                    self.count_root_fields(&inline.selection_set, count, seen)
                 }
                 Selection::FragmentSpread(spread) => {
-                    if let Some(fragment) = self.fragments.get(spread.fragment_name.as_str()) {
-                        self.count_root_fields(&fragment.selection_set, count);
+                    let name = spread.fragment_name.as_str();
+                    if seen.contains(&name) {
+                        continue;
+                    }
+                    if let Some(fragment) = self.fragments.get(name) {
+                        seen.push(fragment.name.as_str());
+                        self.count_root_fields(&fragment.selection_set, count, seen);
                     }
                 }
             }
@@ -444,9 +476,18 @@ mod tests {
         assert_eq!(got.depth, 6);
         assert_eq!(got.aliases, 2);
         assert_eq!(got.root_fields, 2);
-        // a: feed x10 of (nodes: list without first = 20 x (id + author(posts x5 (nodes x20 (id)))))
-        assert!(got.cost > 10_000, "{got:?}");
-        assert_eq!(check(&got, &config()).unwrap().code, "COST_LIMIT");
+        // a: feed x10 of (1 + nodes, paged so x1: 1 + id 1 + author(1 + posts x5 of (1 + nodes 2)))
+        //    = 10 x (1 + (1 + 1 + 16)) = 190
+        // b: feed without `first` is x1; its nodes list x20 (the default page): 1 + 20 x 2 = 41
+        assert_eq!(got.cost, 231, "{got:?}");
+        assert_eq!(check(&got, &config()), None);
+        let big = m(q, &[("n", 100)]).unwrap();
+        let wide = m(&q.replace("first: 10", "first: 100"), &[("n", 100)]).unwrap();
+        assert!(
+            big.cost > got.cost && wide.cost > 10_000,
+            "{big:?} {wide:?}"
+        );
+        assert_eq!(check(&wide, &config()).unwrap().code, "COST_LIMIT");
     }
 
     #[test]
@@ -455,6 +496,18 @@ mod tests {
         let got = m(q, &[]).unwrap();
         assert_eq!(got.depth, 3);
         assert_eq!(got.root_fields, 1);
+        // A fragment "bomb" (each fragment spreads the next twice) is measured in linear time.
+        let mut bomb = String::from("{ ...F0 }\n");
+        for i in 0..40 {
+            bomb.push_str(&format!(
+                "fragment F{i} on Query {{ ...F{} ...F{} }}\n",
+                i + 1,
+                i + 1
+            ));
+        }
+        bomb.push_str("fragment F40 on Query { feed { nodes { id } } }");
+        let got = m(&bomb, &[]).unwrap();
+        assert_eq!(check(&got, &config()).unwrap().code, "COST_LIMIT");
         // Cycles (invalid) do not loop forever.
         assert!(
             m(
