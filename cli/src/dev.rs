@@ -11,6 +11,10 @@ use tokio::sync::watch;
 
 use crate::{StoreArgs, shutdown_signal, subgraphs};
 
+/// The router/subgraph secret `switchyard dev` uses when `SWITCHYARD_ROUTER_SECRET` is unset
+/// (the same default as in router/router.yaml).
+pub const DEV_ROUTER_SECRET: &str = "switchyard-dev-router-secret";
+
 #[derive(Args)]
 pub struct DevArgs {
     #[command(flatten)]
@@ -33,7 +37,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let server_options = switchyard_kit::server::ServerOptions::from_env();
+    // The router config trusts the same development secret unless the environment sets one.
+    let mut server_options = switchyard_kit::server::ServerOptions::from_env();
+    server_options
+        .router_secret
+        .get_or_insert_with(|| DEV_ROUTER_SECRET.to_owned());
     let mut servers = Vec::new();
     let mut urls = Vec::new();
     for def in subgraphs::ALL {

@@ -248,3 +248,69 @@ fn configuration_mistakes_stop_start_up_and_name_the_problem() {
             .contains("router config /nonexistent/router.yaml does not exist")
     );
 }
+
+/// The production configuration starts as shipped (with its environment) and enforces
+/// persisted queries, authentication and limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_config_starts_and_enforces() {
+    // The issuer's JWKS, served over HTTP as in production.
+    let jwks =
+        std::fs::read_to_string(repo_root().join("cli/tests/fixtures/jwt/jwks-k1.json")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || async move { jwks.clone() }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let graphql = free_addr();
+    let mut router = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "router",
+            "--config",
+            "router/router.production.yaml",
+            "--listen",
+            &graphql.to_string(),
+        ])
+        .current_dir(repo_root())
+        .env("SWITCHYARD_JWT_ISSUER", "https://auth.switchyard.test")
+        .env("SWITCHYARD_ROUTER_SECRET", "production-test-secret-123456")
+        .env(
+            "SWITCHYARD_JWKS_URL",
+            format!("http://{jwks_addr}/jwks.json"),
+        )
+        .env("SWITCHYARD_REDIS_URL", "redis://127.0.0.1:6379")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(graphql, &mut router).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{graphql}/graphql");
+    let r: Value = http
+        .post(&url)
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_IN_LIST",
+        "enforce mode: {r}"
+    );
+    let r = http
+        .post(&url)
+        .bearer_auth("not.a.token")
+        .json(&json!({"documentId": "0".repeat(64)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let _ = Command::new("kill")
+        .args(["-TERM", &router.id().to_string()])
+        .status();
+    let _ = router.wait();
+}

@@ -190,23 +190,7 @@ impl Platform {
             }
             _ => repo_root().join("schema/supergraph.graphql"),
         };
-        let router = switchyard_router::start(&RouterOptions {
-            config: config_path.clone(),
-            supergraph,
-            hot_reload: options.hot_reload,
-        })
-        .unwrap();
-        let started = Instant::now();
-        let addr = loop {
-            if let Some(addr) = router.listen_address().await {
-                break addr;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "router did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let (router, addr) = launch(&config_path, supergraph, options.hot_reload).await;
         let supergraph_writer = match (options.supergraph, options.write_supergraph) {
             (Some(path), Some(write)) => Some((path, write)),
             _ => None,
@@ -220,6 +204,21 @@ impl Platform {
             subgraphs,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// Another router in front of the same subgraphs (for budgets shared across replicas).
+    /// The directory holds its config, which the router reads after `start` returns: keep it.
+    pub async fn second_router(&self, options: &Options) -> (RouterHttpServer, String, TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("router.yaml");
+        std::fs::write(&config, router_yaml(&self.subgraphs, options)).unwrap();
+        let (router, addr) = launch(
+            &config,
+            repo_root().join("schema/supergraph.graphql"),
+            false,
+        )
+        .await;
+        (router, format!("{addr}/graphql"), dir)
     }
 
     /// Rewrites the supergraph file with another accounts URL (the router must hot-reload).
@@ -260,6 +259,33 @@ impl Platform {
         self.router.shutdown().await.unwrap();
         for subgraph in &mut self.subgraphs {
             subgraph.stop().await;
+        }
+    }
+}
+
+async fn launch(
+    config: &Path,
+    supergraph: PathBuf,
+    hot_reload: bool,
+) -> (RouterHttpServer, String) {
+    let mut router = switchyard_router::start(&RouterOptions {
+        config: config.to_owned(),
+        supergraph,
+        hot_reload,
+    })
+    .unwrap();
+    let started = Instant::now();
+    loop {
+        if let Some(addr) = router.listen_address().await {
+            return (router, addr.to_string());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "router did not start"
+        );
+        tokio::select! {
+            result = &mut router => panic!("router stopped during start-up: {result:?}\n{}", std::fs::read_to_string(config).unwrap()),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
     }
 }

@@ -7,4 +7,5 @@ mod hot_reload;
 mod http_errors;
 mod jwt_auth;
 mod persisted_queries;
+mod rate_limit;
 mod resilience;

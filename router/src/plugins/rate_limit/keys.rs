@@ -1,5 +1,5 @@
 //! What a limit is keyed by: the user, the client app, the client's IP, the operation, or a
-//! variable of the operation (e.g. the login name sign-in attempts are counted per).
+//! argument of the operation (e.g. the login name sign-in attempts are counted per).
 
 use std::net::IpAddr;
 
@@ -12,8 +12,9 @@ pub enum KeySource {
     Client,
     Ip,
     Operation,
-    /// A dotted path into the variables (`input.login`).
-    Variable(Vec<String>),
+    /// An argument of a root field, and a path into it (`signIn.input.login`): read from the
+    /// document, following variables, so renaming a variable does not dodge the rule.
+    Argument(Vec<String>),
 }
 
 impl KeySource {
@@ -23,12 +24,12 @@ impl KeySource {
             "client" => Ok(Self::Client),
             "ip" => Ok(Self::Ip),
             "operation" => Ok(Self::Operation),
-            other => match other.strip_prefix("variable:") {
-                Some(path) if !path.is_empty() => {
-                    Ok(Self::Variable(path.split('.').map(str::to_owned).collect()))
+            other => match other.strip_prefix("argument:") {
+                Some(path) if path.split('.').filter(|p| !p.is_empty()).count() >= 2 => {
+                    Ok(Self::Argument(path.split('.').map(str::to_owned).collect()))
                 }
                 _ => Err(format!(
-                    "key {other:?} is not one of user, client, ip, operation, variable:<path>"
+                    "key {other:?} is not one of user, client, ip, operation, argument:<rootField>.<argument>[.<field>...]"
                 )),
             },
         }
@@ -74,9 +75,10 @@ mod tests {
         assert_eq!(client_ip(Some("garbage"), &trusted), None);
         assert_eq!(client_ip(None, &trusted), None);
         assert_eq!(
-            KeySource::parse("variable:input.login").unwrap(),
-            KeySource::Variable(vec!["input".into(), "login".into()])
+            KeySource::parse("argument:signIn.input.login").unwrap(),
+            KeySource::Argument(vec!["signIn".into(), "input".into(), "login".into()])
         );
+        assert!(KeySource::parse("argument:signIn").is_err());
         assert!(KeySource::parse("cookie").is_err());
     }
 }

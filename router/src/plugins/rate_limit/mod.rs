@@ -1,5 +1,5 @@
 //! `switchyard.rate_limit`: GCRA limits keyed by user, client app, client IP, operation or an
-//! operation variable, with per-operation rules (e.g. `SignIn`: 5 per minute per IP and per
+//! operation argument, with per-operation rules (e.g. `SignIn`: 5 per minute per IP and per
 //! login). In-process by default; with Redis every router replica shares one budget. When
 //! Redis fails, the in-process limits take over for that request (counted in
 //! `switchyard_rate_limit_backend_fallbacks_total`): a Redis outage never fails a request.
@@ -75,10 +75,14 @@ fn default_redis_timeout() -> Duration {
 pub struct RuleConfig {
     /// Names the rule in metrics and errors.
     pub name: String,
-    /// Only for this operation (by the name in the document); every operation when absent.
+    /// Only for operations with this name (as written in the document); any when absent.
     #[serde(default)]
     pub operation: Option<String>,
-    /// `user`, `client`, `ip`, `operation` or `variable:<path>`.
+    /// Only for operations that select this root field (`signIn`): unlike a name, a client
+    /// cannot change it to dodge the rule.
+    #[serde(default)]
+    pub root_field: Option<String>,
+    /// `user`, `client`, `ip`, `operation` or `argument:<rootField>.<argument>[.<field>...]`.
     pub key: String,
     /// Requests per `per`.
     pub limit: u64,
@@ -93,6 +97,7 @@ pub struct RuleConfig {
 struct Rule {
     name: String,
     operation: Option<String>,
+    root_field: Option<String>,
     key: KeySource,
     quota: Quota,
 }
@@ -137,6 +142,7 @@ impl Plugin for RateLimit {
             rules.push(Rule {
                 name: rule.name.clone(),
                 operation: rule.operation.clone(),
+                root_field: rule.root_field.clone(),
                 key,
                 quota: Quota {
                     limit: rule.limit,
@@ -199,13 +205,20 @@ impl Limiter {
     async fn check(&self, request: &supergraph::Request) -> Option<(String, Quota, Decision)> {
         let body = request.supergraph_request.body();
         let headers = request.supergraph_request.headers();
-        let operation = body
+        let shape = body
             .query
             .as_deref()
-            .and_then(|q| operation_name(q, body.operation_name.as_deref()));
+            .map(|q| operation_shape(q, body.operation_name.as_deref()))
+            .unwrap_or_default();
+        let operation = shape.name.clone();
         for rule in &self.rules {
             if let Some(only) = &rule.operation
                 && operation.as_deref() != Some(only.as_str())
+            {
+                continue;
+            }
+            if let Some(field) = &rule.root_field
+                && !shape.root_fields.iter().any(|f| f.name == field.as_str())
             {
                 continue;
             }
@@ -233,18 +246,7 @@ impl Limiter {
                 KeySource::Operation => {
                     Some(operation.clone().unwrap_or_else(|| "anonymous".to_owned()))
                 }
-                KeySource::Variable(path) => {
-                    let mut value = body.variables.get(path[0].as_str());
-                    for part in &path[1..] {
-                        value = value
-                            .and_then(|v| v.as_object())
-                            .and_then(|o| o.get(part.as_str()));
-                    }
-                    // Normalised, so `Ada` and `ada ` share one budget.
-                    value
-                        .and_then(|v| v.as_str())
-                        .map(|s| s.trim().to_lowercase())
-                }
+                KeySource::Argument(path) => argument_value(&shape, path, &body.variables),
             };
             // A rule whose key is absent (no user on an anonymous request) does not apply.
             let Some(value) = value else { continue };
@@ -287,9 +289,19 @@ impl Limiter {
     }
 }
 
-/// The name of the operation the document runs.
-fn operation_name(query: &str, requested: Option<&str>) -> Option<String> {
-    let document = Document::parse(query, "operation.graphql").ok()?;
+/// The operation a document runs: its name and the root fields it selects (directly or
+/// through fragments).
+#[derive(Debug, Default)]
+struct Shape {
+    name: Option<String>,
+    root_fields: Vec<apollo_compiler::Node<apollo_compiler::ast::Field>>,
+}
+
+fn operation_shape(query: &str, requested: Option<&str>) -> Shape {
+    use apollo_compiler::ast::Selection;
+    let Ok(document) = Document::parse(query, "operation.graphql") else {
+        return Shape::default();
+    };
     let mut operations = document.definitions.iter().filter_map(|d| match d {
         Definition::OperationDefinition(op) => Some(op),
         _ => None,
@@ -297,8 +309,81 @@ fn operation_name(query: &str, requested: Option<&str>) -> Option<String> {
     let op = match requested {
         Some(name) => operations.find(|op| op.name.as_ref().is_some_and(|n| n == name)),
         None => operations.next(),
-    }?;
-    op.name.as_ref().map(|n| n.to_string())
+    };
+    let Some(op) = op else {
+        return Shape::default();
+    };
+    let fragments: std::collections::HashMap<&str, &apollo_compiler::ast::FragmentDefinition> =
+        document
+            .definitions
+            .iter()
+            .filter_map(|d| match d {
+                Definition::FragmentDefinition(f) => Some((f.name.as_str(), &**f)),
+                _ => None,
+            })
+            .collect();
+    let mut root_fields = Vec::new();
+    let mut pending: Vec<&[Selection]> = vec![&op.selection_set];
+    let mut seen = Vec::new();
+    while let Some(selections) = pending.pop() {
+        for selection in selections {
+            match selection {
+                Selection::Field(f) => root_fields.push(f.clone()),
+                Selection::InlineFragment(i) => pending.push(&i.selection_set),
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.fragment_name.as_str();
+                    if !seen.contains(&name)
+                        && let Some(f) = fragments.get(name)
+                    {
+                        seen.push(name);
+                        pending.push(&f.selection_set);
+                    }
+                }
+            }
+        }
+    }
+    Shape {
+        name: op.name.as_ref().map(|n| n.to_string()),
+        root_fields,
+    }
+}
+
+/// The string at `rootField.argument[.field...]`, from the document's literals or through its
+/// variables; lower-cased and trimmed so `Ada` and `ada ` share one budget.
+fn argument_value(
+    shape: &Shape,
+    path: &[String],
+    variables: &serde_json_bytes::Map<serde_json_bytes::ByteString, serde_json_bytes::Value>,
+) -> Option<String> {
+    use apollo_compiler::ast::Value;
+    let normalise = |s: &str| s.trim().to_lowercase();
+    let field = shape
+        .root_fields
+        .iter()
+        .find(|f| f.name == path[0].as_str())?;
+    let argument = field
+        .arguments
+        .iter()
+        .find(|a| a.name == path[1].as_str())?;
+    let mut value: &Value = &argument.value;
+    let mut rest = &path[2..];
+    loop {
+        match value {
+            Value::Variable(name) => {
+                let mut json = variables.get(name.as_str())?;
+                for part in rest {
+                    json = json.as_object()?.get(part.as_str())?;
+                }
+                return json.as_str().map(normalise);
+            }
+            Value::Object(fields) if !rest.is_empty() => {
+                value = &fields.iter().find(|(name, _)| name == rest[0].as_str())?.1;
+                rest = &rest[1..];
+            }
+            Value::String(s) if rest.is_empty() => return Some(normalise(s)),
+            _ => return None,
+        }
+    }
 }
 
 fn too_many(
@@ -335,3 +420,136 @@ fn too_many(
 }
 
 register_plugin!("switchyard", "rate_limit", RateLimit);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_names(shape: &Shape) -> Vec<String> {
+        shape
+            .root_fields
+            .iter()
+            .map(|f| f.name.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn operation_shape_sees_through_names_and_fragments() {
+        let shape = operation_shape(
+            "mutation Innocent { ...F } fragment F on Mutation { signIn(input: {}) { accessToken } }",
+            None,
+        );
+        assert_eq!(shape.name.as_deref(), Some("Innocent"));
+        assert_eq!(field_names(&shape), ["signIn"]);
+        let shape = operation_shape("query A { a } query B { b c }", Some("B"));
+        assert_eq!(
+            (shape.name.as_deref(), field_names(&shape)),
+            (Some("B"), vec!["b".to_owned(), "c".to_owned()])
+        );
+        assert!(operation_shape("{ broken", None).root_fields.is_empty());
+    }
+
+    #[test]
+    fn argument_values_follow_literals_and_variables() {
+        let path: Vec<String> = ["signIn", "input", "login"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let vars = |json: serde_json::Value| {
+            serde_json_bytes::Value::from(json)
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        let literal = operation_shape(
+            "mutation { signIn(input: {login: \" Ada \", password: \"x\"}) { accessToken } }",
+            None,
+        );
+        assert_eq!(
+            argument_value(&literal, &path, &vars(serde_json::json!({}))).as_deref(),
+            Some("ada")
+        );
+        let whole = operation_shape(
+            "mutation($whatever: SignInInput!) { signIn(input: $whatever) { accessToken } }",
+            None,
+        );
+        let v = vars(serde_json::json!({"whatever": {"login": "ADA"}}));
+        assert_eq!(argument_value(&whole, &path, &v).as_deref(), Some("ada"));
+        let part = operation_shape(
+            "mutation($l: String!) { signIn(input: {login: $l, password: \"x\"}) { accessToken } }",
+            None,
+        );
+        assert_eq!(
+            argument_value(&part, &path, &vars(serde_json::json!({"l": "Grace"}))).as_deref(),
+            Some("grace")
+        );
+        assert_eq!(
+            argument_value(&part, &path, &vars(serde_json::json!({}))),
+            None
+        );
+    }
+
+    /// The Redis script and the in-process algorithm agree (needs the local Redis).
+    #[tokio::test]
+    async fn redis_backend_matches_gcra() {
+        let redis = RedisBackend::new(
+            "redis://127.0.0.1:6379",
+            format!("switchyard:test:{}:", rand_suffix()),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let quota = Quota {
+            limit: 5,
+            period_ms: 60_000,
+            burst: 5,
+        };
+        for i in 0..5 {
+            let d = redis
+                .check("k", &quota)
+                .await
+                .expect("Redis at 127.0.0.1:6379 (see .ci/run)");
+            assert!(d.allowed, "request {i}");
+            assert_eq!(d.remaining, 4 - i);
+        }
+        let d = redis.check("k", &quota).await.unwrap();
+        assert!(!d.allowed);
+        assert!((11_000..=12_000).contains(&d.retry_after_ms), "{d:?}");
+        assert!(
+            redis.check("other", &quota).await.unwrap().allowed,
+            "keys are separate"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_is_an_error_not_a_hang() {
+        let redis = RedisBackend::new(
+            "redis://127.0.0.1:1",
+            "x:".into(),
+            Duration::from_millis(100),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        assert!(
+            redis
+                .check(
+                    "k",
+                    &Quota {
+                        limit: 1,
+                        period_ms: 1000,
+                        burst: 1
+                    }
+                )
+                .await
+                .is_err()
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(RedisBackend::new("not a url", "x:".into(), Duration::from_millis(100)).is_err());
+    }
+
+    fn rand_suffix() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    }
+}

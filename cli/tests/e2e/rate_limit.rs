@@ -1,0 +1,212 @@
+//! `switchyard.rate_limit` through the real router: brute-force sign-in, budgets shared by two
+//! routers through the real Redis, and a Redis that dies mid-test.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{Options, Platform, codes, free_addr, read};
+
+/// The sign-in rules; with `redis`, a shared budget and a small per-client rule as well.
+fn sign_in_rules(redis: Option<&str>) -> String {
+    let redis_yaml = redis
+        .map(|url| format!("    redis:\n      url: {url}\n      key_prefix: \"test:{}:\"\n      timeout: 200ms\n", unique()))
+        .unwrap_or_default();
+    format!(
+        r#"  switchyard.rate_limit:
+{redis_yaml}    trusted_proxies: [10.0.0.0/8]
+    rules:
+      - name: sign-in-per-ip
+        root_field: signIn
+        key: ip
+        limit: 5
+        per: 1m
+      - name: sign-in-per-login
+        root_field: signIn
+        key: argument:signIn.input.login
+        limit: 5
+        per: 1m
+{per_client}"#,
+        per_client = if redis.is_some() {
+            "      - name: per-client\n        key: client\n        limit: 4\n        per: 1m\n"
+        } else {
+            ""
+        }
+    )
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+const SIGN_IN: &str = "mutation Login($i: SignInInput!) { signIn(input: $i) { accessToken } }";
+
+async fn attempt(
+    platform: &Platform,
+    url: &str,
+    ip: &str,
+    login: &str,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let response = platform
+        .http
+        .post(url)
+        .header("x-forwarded-for", format!("{ip}, 10.1.2.3"))
+        .json(&json!({"query": SIGN_IN, "variables": {"i": {"login": login, "password": "wrong wrong wrong"}}}))
+        .send()
+        .await
+        .unwrap();
+    let headers = response.headers().clone();
+    let (status, _, body) = read(response).await;
+    (status, body, headers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brute_force_sign_in_hits_429() {
+    let platform = Platform::start(Options {
+        plugins: sign_in_rules(None),
+        ..Options::default()
+    })
+    .await;
+    let url = platform.url.clone();
+    for i in 0..5 {
+        let (status, body, _) = attempt(&platform, &url, "203.0.113.7", "ada_lovelace_0").await;
+        assert_eq!(
+            (status, codes(&body)),
+            (200, vec!["INVALID_CREDENTIALS".to_owned()]),
+            "attempt {i}: {body}"
+        );
+    }
+    let (status, body, headers) = attempt(&platform, &url, "203.0.113.7", "ada_lovelace_0").await;
+    assert_eq!(
+        (status, codes(&body)),
+        (429, vec!["RATE_LIMITED".to_owned()]),
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["rule"], "sign-in-per-ip");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=12).contains(&retry), "retry-after {retry}");
+    assert_eq!(headers["ratelimit-limit"], "5");
+    assert_eq!(headers["ratelimit-remaining"], "0");
+    assert_eq!(headers["ratelimit-policy"], "5;w=60");
+
+    // Another address, same login: the per-login budget is spent too.
+    let (status, body, _) = attempt(&platform, &url, "198.51.100.4", "ada_lovelace_0").await;
+    assert_eq!(
+        (status, body["errors"][0]["extensions"]["rule"].as_str()),
+        (429, Some("sign-in-per-login")),
+        "{body}"
+    );
+    // A spoofed X-Forwarded-For entry left of our proxy does not buy a new budget.
+    let (status, _, _) = attempt(&platform, &url, "1.1.1.1, 203.0.113.7", "someone_else").await;
+    assert_eq!(status, 429, "the client address is what our proxy saw");
+    // Renaming the operation does not dodge a rule on its root field.
+    let renamed = platform
+        .http
+        .post(&url)
+        .header("x-forwarded-for", "203.0.113.7")
+        .json(&json!({"query": "mutation Innocent($i: SignInInput!) { signIn(input: $i) { accessToken } }",
+                      "variables": {"i": {"login": "x_y_z", "password": "wrong wrong wrong"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 429);
+    // Another address and login is untouched.
+    let (status, body, _) = attempt(&platform, &url, "198.51.100.5", "grace").await;
+    assert_eq!(status, 200, "{body}");
+    platform.shutdown().await;
+}
+
+fn spawn_redis() -> (Child, String) {
+    let addr = free_addr();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &addr.port().to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (see .ci/run)");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, format!("redis://{addr}"))
+}
+
+/// Two routers, one Redis: one budget. Then Redis dies: requests are still served, by the
+/// in-process limits, with no errors and no waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routers_share_a_budget_in_redis_and_survive_its_death() {
+    let (mut redis, url) = spawn_redis();
+    // One configuration (and so one key prefix) for both routers.
+    let plugins = sign_in_rules(Some(&url));
+    let options = || Options {
+        plugins: plugins.clone(),
+        ..Options::default()
+    };
+    let platform = Platform::start(options()).await;
+    let (mut second, second_url, _second_dir) = platform.second_router(&options()).await;
+    let query = json!({"query": "{ feed(first: 1) { nodes { id } } }"});
+    let ask = |url: String| {
+        let http = platform.http.clone();
+        let query = query.clone();
+        async move {
+            let response = http
+                .post(url)
+                .header("apollographql-client-name", "web")
+                .json(&query)
+                .send()
+                .await
+                .unwrap();
+            read(response).await
+        }
+    };
+    // per-client: 4 per minute, across both routers.
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let url = if i % 2 == 0 {
+            platform.url.clone()
+        } else {
+            second_url.clone()
+        };
+        statuses.push(ask(url).await.0);
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 429, 429],
+        "one budget across both routers"
+    );
+
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let started = Instant::now();
+    let (status, _, body) = ask(second_url.clone()).await;
+    assert_eq!(status, 200, "in-process limits take over: {body}");
+    assert!(body["errors"].is_null(), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no waiting on a dead Redis"
+    );
+    let mut limited = false;
+    for _ in 0..5 {
+        limited |= ask(second_url.clone()).await.0 == 429;
+    }
+    assert!(limited, "limits still apply without Redis");
+    second.shutdown().await.unwrap();
+    platform.shutdown().await;
+}
