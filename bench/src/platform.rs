@@ -56,7 +56,7 @@ impl Platform {
         std::fs::write(
             &config,
             format!(
-                "supergraph:\n  listen: 127.0.0.1:0\nhealth_check:\n  enabled: false\n\
+                "supergraph:\n  listen: 127.0.0.1:0\n  path: /graphql\nhealth_check:\n  enabled: false\n\
                  override_subgraph_url:\n{urls}plugins:\n  switchyard.headers_guard: {{}}\n{plugins}"
             ),
         )?;

@@ -322,3 +322,59 @@ async fn anonymous_requests_when_allowed_and_limits_on_documents() {
     );
     platform.shutdown().await;
 }
+
+/// The whole session lifecycle through the router, with the accounts subgraph's own tokens:
+/// sign up, query as the user, refresh, reuse the old refresh token, and find the session
+/// family revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_up_to_revocation_through_the_router() {
+    use switchyard_accounts::tokens::{DEV_AUDIENCE, DEV_HMAC_SECRET, DEV_ISSUER};
+    let plugins = format!(
+        r#"  switchyard.jwt_auth:
+    issuer: {DEV_ISSUER}
+    audiences: [{DEV_AUDIENCE}]
+    algorithms: [HS256]
+    allow_anonymous: true
+    subgraph_secret: {ROUTER_SECRET}
+    keys:
+      - kid: dev
+        alg: HS256
+        secret: {DEV_HMAC_SECRET}
+"#
+    );
+    let platform = Platform::start(Options { plugins, ..Options::default() }).await;
+    let call = |query: &'static str, variables: Value, token: Option<String>| {
+        let platform = &platform;
+        async move {
+            let headers: Vec<(&str, String)> = token.map(|t| vec![("authorization", format!("Bearer {t}"))]).unwrap_or_default();
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            platform.post_with(json!({"query": query, "variables": variables}), &headers).await
+        }
+    };
+    let (status, _, body) = call(
+        "mutation($i: SignUpInput!) { signUp(input: $i) { accessToken refreshToken user { id handle } } }",
+        json!({"i": {"handle": "new_person", "email": "new@example.com", "password": "correct horse battery"}}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let session = &body["data"]["signUp"];
+    let access = session["accessToken"].as_str().unwrap().to_owned();
+    let refresh = session["refreshToken"].as_str().unwrap().to_owned();
+
+    let (_, _, body) = call("{ me { handle } }", json!({}), Some(access)).await;
+    assert_eq!(body["data"]["me"]["handle"], "new_person", "{body}");
+
+    let refresh_query = "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken refreshToken } }";
+    let (_, _, body) = call(refresh_query, json!({"t": refresh}), None).await;
+    let newer = body["data"]["refreshSession"]["refreshToken"].as_str().unwrap_or_else(|| panic!("{body}")).to_owned();
+    let fresh_access = body["data"]["refreshSession"]["accessToken"].as_str().unwrap().to_owned();
+    let (_, _, body) = call("{ me { handle } }", json!({}), Some(fresh_access)).await;
+    assert_eq!(body["data"]["me"]["handle"], "new_person");
+
+    let (_, _, body) = call(refresh_query, json!({"t": refresh}), None).await;
+    assert_eq!(codes(&body), ["REFRESH_TOKEN_REUSED"], "{body}");
+    let (_, _, body) = call(refresh_query, json!({"t": newer}), None).await;
+    assert_eq!(codes(&body), ["INVALID_REFRESH_TOKEN"], "the family is revoked: {body}");
+    platform.shutdown().await;
+}
