@@ -36,6 +36,8 @@ struct Cli {
 enum Workload {
     /// A persisted GET (documentId) versus the same operation sent as text in a POST.
     Pq,
+    /// The router with jwt_auth, operation_limits and rate_limit versus without.
+    Protection,
 }
 
 pub struct Settings {
@@ -56,5 +58,6 @@ async fn main() -> anyhow::Result<()> {
     };
     match cli.workload {
         Workload::Pq => workloads::persisted_queries(&settings).await,
+        Workload::Protection => workloads::protection(&settings).await,
     }
 }

@@ -11,8 +11,10 @@ use switchyard_router::RouterOptions;
 
 pub struct Platform {
     pub url: String,
-    router: switchyard_router::RouterHttpServer,
-    _dir: tempfile::TempDir,
+    routers: Vec<switchyard_router::RouterHttpServer>,
+    repo: std::path::PathBuf,
+    subgraph_urls: String,
+    dir: tempfile::TempDir,
 }
 
 impl Platform {
@@ -52,7 +54,15 @@ impl Platform {
         let authors = switchyard_accounts::seed::demo_user_ids(users, stores[0].shard_count());
         switchyard_posts::seed::seed_posts(&stores[1], &authors, posts).await?;
 
-        let config = dir.path().join("router.yaml");
+        let mut platform = Self { url: String::new(), routers: Vec::new(), repo: repo.to_owned(), subgraph_urls: urls, dir };
+        platform.url = platform.add_router(plugins).await?;
+        Ok(platform)
+    }
+
+    /// Another router in front of the same subgraphs; returns its URL.
+    pub async fn add_router(&mut self, plugins: &str) -> anyhow::Result<String> {
+        let urls = &self.subgraph_urls;
+        let config = self.dir.path().join(format!("router-{}.yaml", self.routers.len()));
         std::fs::write(
             &config,
             format!(
@@ -62,7 +72,7 @@ impl Platform {
         )?;
         let router = switchyard_router::start(&RouterOptions {
             config,
-            supergraph: repo.join("schema/supergraph.graphql"),
+            supergraph: self.repo.join("schema/supergraph.graphql"),
             hot_reload: false,
         })?;
         let started = Instant::now();
@@ -76,14 +86,14 @@ impl Platform {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        Ok(Self {
-            url: format!("{addr}/graphql"),
-            router,
-            _dir: dir,
-        })
+        self.routers.push(router);
+        Ok(format!("{addr}/graphql"))
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.router.shutdown().await.context("router shutdown")
+        for router in &mut self.routers {
+            router.shutdown().await.context("router shutdown")?;
+        }
+        Ok(())
     }
 }

@@ -129,3 +129,53 @@ fn url_encode(pairs: &[(&str, &str)]) -> String {
     out.query_pairs_mut().extend_pairs(pairs);
     out.query().unwrap_or_default().to_owned()
 }
+
+/// The same authenticated HomeFeed request through a router with `jwt_auth`, `operation_limits`
+/// and `rate_limit` (variant) and through one without them (baseline), same subgraphs.
+pub async fn protection(settings: &Settings) -> anyhow::Result<()> {
+    use switchyard_accounts::tokens::{DEV_AUDIENCE, DEV_HMAC_SECRET, DEV_ISSUER, TokenConfig};
+    let manifest: ManifestFile =
+        serde_json::from_str(&std::fs::read_to_string(settings.repo.join("persisted-queries/manifest.json"))?)?;
+    let home = manifest
+        .operations
+        .iter()
+        .find(|o| o.name == "HomeFeed" && o.client_name.as_deref() == Some("ios"))
+        .context("the iOS HomeFeed operation")?;
+    println!("starting the platform (10,000 users, 100,000 posts, 4 SQLite shards per subgraph)...");
+    let mut platform = Platform::start(&settings.repo, 10_000, 100_000, "").await?;
+    let protected = format!(
+        r#"  switchyard.jwt_auth:
+    issuer: {DEV_ISSUER}
+    audiences: [{DEV_AUDIENCE}]
+    algorithms: [HS256]
+    allow_anonymous: false
+    subgraph_secret: bench-router-secret-0123456789
+    keys:
+      - {{ kid: dev, alg: HS256, secret: {DEV_HMAC_SECRET} }}
+  switchyard.operation_limits: {{}}
+  switchyard.rate_limit:
+    rules:
+      - {{ name: per-user, key: user, limit: 100000000, per: 1m }}
+      - {{ name: per-ip, key: ip, limit: 100000000, per: 1m }}
+"#
+    );
+    let protected_url = platform.add_router(&protected).await?;
+    let token = TokenConfig::development().access_token(switchyard_accounts::seed::demo_user_ids(1, 4)[0])?;
+    let request = |url: &str| Request {
+        method: reqwest::Method::POST,
+        url: url.to_owned(),
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("authorization".into(), format!("Bearer {token}")),
+        ],
+        body: Some(serde_json::json!({"query": home.body, "variables": {"first": 10}}).to_string()),
+    };
+    let baseline = request(&platform.url);
+    let variant = request(&protected_url);
+    compare(
+        settings,
+        Comparison { name: "jwt_auth + operation_limits + rate_limit on (variant) vs off (baseline), HomeFeed first:10", baseline, variant },
+    )
+    .await?;
+    platform.stop().await
+}
