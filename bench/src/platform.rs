@@ -54,7 +54,13 @@ impl Platform {
         let authors = switchyard_accounts::seed::demo_user_ids(users, stores[0].shard_count());
         switchyard_posts::seed::seed_posts(&stores[1], &authors, posts).await?;
 
-        let mut platform = Self { url: String::new(), routers: Vec::new(), repo: repo.to_owned(), subgraph_urls: urls, dir };
+        let mut platform = Self {
+            url: String::new(),
+            routers: Vec::new(),
+            repo: repo.to_owned(),
+            subgraph_urls: urls,
+            dir,
+        };
         platform.url = platform.add_router(plugins).await?;
         Ok(platform)
     }
@@ -62,7 +68,10 @@ impl Platform {
     /// Another router in front of the same subgraphs; returns its URL.
     pub async fn add_router(&mut self, plugins: &str) -> anyhow::Result<String> {
         let urls = &self.subgraph_urls;
-        let config = self.dir.path().join(format!("router-{}.yaml", self.routers.len()));
+        let config = self
+            .dir
+            .path()
+            .join(format!("router-{}.yaml", self.routers.len()));
         std::fs::write(
             &config,
             format!(

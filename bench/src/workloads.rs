@@ -134,14 +134,17 @@ fn url_encode(pairs: &[(&str, &str)]) -> String {
 /// and `rate_limit` (variant) and through one without them (baseline), same subgraphs.
 pub async fn protection(settings: &Settings) -> anyhow::Result<()> {
     use switchyard_accounts::tokens::{DEV_AUDIENCE, DEV_HMAC_SECRET, DEV_ISSUER, TokenConfig};
-    let manifest: ManifestFile =
-        serde_json::from_str(&std::fs::read_to_string(settings.repo.join("persisted-queries/manifest.json"))?)?;
+    let manifest: ManifestFile = serde_json::from_str(&std::fs::read_to_string(
+        settings.repo.join("persisted-queries/manifest.json"),
+    )?)?;
     let home = manifest
         .operations
         .iter()
         .find(|o| o.name == "HomeFeed" && o.client_name.as_deref() == Some("ios"))
         .context("the iOS HomeFeed operation")?;
-    println!("starting the platform (10,000 users, 100,000 posts, 4 SQLite shards per subgraph)...");
+    println!(
+        "starting the platform (10,000 users, 100,000 posts, 4 SQLite shards per subgraph)..."
+    );
     let mut platform = Platform::start(&settings.repo, 10_000, 100_000, "").await?;
     let protected = format!(
         r#"  switchyard.jwt_auth:
@@ -160,7 +163,8 @@ pub async fn protection(settings: &Settings) -> anyhow::Result<()> {
 "#
     );
     let protected_url = platform.add_router(&protected).await?;
-    let token = TokenConfig::development().access_token(switchyard_accounts::seed::demo_user_ids(1, 4)[0])?;
+    let token = TokenConfig::development()
+        .access_token(switchyard_accounts::seed::demo_user_ids(1, 4)[0])?;
     let request = |url: &str| Request {
         method: reqwest::Method::POST,
         url: url.to_owned(),

@@ -38,7 +38,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     // The router config trusts the same development secret unless the environment sets one.
-    let mut server_options = switchyard_kit::server::ServerOptions::from_env();
+    let mut server_options =
+        switchyard_kit::server::ServerOptions::from_env().map_err(anyhow::Error::msg)?;
     server_options
         .router_secret
         .get_or_insert_with(|| DEV_ROUTER_SECRET.to_owned());

@@ -220,7 +220,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "listening on http://{}/graphql",
                 listener.local_addr()?
             );
-            let options = switchyard_kit::server::ServerOptions::from_env();
+            let options =
+                switchyard_kit::server::ServerOptions::from_env().map_err(anyhow::Error::msg)?;
             let app = (def.router)(store, &options)
                 .map_err(|e| anyhow::anyhow!("subgraph {}: {e}", def.name))?;
             switchyard_kit::server::serve(listener, app, shutdown_signal()).await?;

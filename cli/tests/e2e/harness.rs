@@ -66,6 +66,7 @@ impl Subgraph {
         let addr = listener.local_addr().unwrap();
         let options = switchyard_kit::server::ServerOptions {
             router_secret: Some(ROUTER_SECRET.to_owned()),
+            ..Default::default()
         };
         let app = (def.router)(store.clone(), &options)
             .unwrap()

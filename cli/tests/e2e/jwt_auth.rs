@@ -342,13 +342,22 @@ async fn sign_up_to_revocation_through_the_router() {
         secret: {DEV_HMAC_SECRET}
 "#
     );
-    let platform = Platform::start(Options { plugins, ..Options::default() }).await;
+    let platform = Platform::start(Options {
+        plugins,
+        ..Options::default()
+    })
+    .await;
     let call = |query: &'static str, variables: Value, token: Option<String>| {
         let platform = &platform;
         async move {
-            let headers: Vec<(&str, String)> = token.map(|t| vec![("authorization", format!("Bearer {t}"))]).unwrap_or_default();
-            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            platform.post_with(json!({"query": query, "variables": variables}), &headers).await
+            let headers: Vec<(&str, String)> = token
+                .map(|t| vec![("authorization", format!("Bearer {t}"))])
+                .unwrap_or_default();
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            platform
+                .post_with(json!({"query": query, "variables": variables}), &headers)
+                .await
         }
     };
     let (status, _, body) = call(
@@ -365,16 +374,27 @@ async fn sign_up_to_revocation_through_the_router() {
     let (_, _, body) = call("{ me { handle } }", json!({}), Some(access)).await;
     assert_eq!(body["data"]["me"]["handle"], "new_person", "{body}");
 
-    let refresh_query = "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken refreshToken } }";
+    let refresh_query =
+        "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken refreshToken } }";
     let (_, _, body) = call(refresh_query, json!({"t": refresh}), None).await;
-    let newer = body["data"]["refreshSession"]["refreshToken"].as_str().unwrap_or_else(|| panic!("{body}")).to_owned();
-    let fresh_access = body["data"]["refreshSession"]["accessToken"].as_str().unwrap().to_owned();
+    let newer = body["data"]["refreshSession"]["refreshToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    let fresh_access = body["data"]["refreshSession"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (_, _, body) = call("{ me { handle } }", json!({}), Some(fresh_access)).await;
     assert_eq!(body["data"]["me"]["handle"], "new_person");
 
     let (_, _, body) = call(refresh_query, json!({"t": refresh}), None).await;
     assert_eq!(codes(&body), ["REFRESH_TOKEN_REUSED"], "{body}");
     let (_, _, body) = call(refresh_query, json!({"t": newer}), None).await;
-    assert_eq!(codes(&body), ["INVALID_REFRESH_TOKEN"], "the family is revoked: {body}");
+    assert_eq!(
+        codes(&body),
+        ["INVALID_REFRESH_TOKEN"],
+        "the family is revoked: {body}"
+    );
     platform.shutdown().await;
 }

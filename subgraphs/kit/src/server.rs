@@ -13,6 +13,10 @@ use tokio::net::TcpListener;
 
 use crate::store::{Session, ShardedStore};
 use crate::viewer::Viewer;
+use governor::middleware::NoOpMiddleware;
+use tower_governor::GovernorError;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::GlobalKeyExtractor;
 
 /// Adds a subgraph's per-request data (its dataloaders) to a request, given the request's
 /// store session. Loaders are per request: their cache then never serves one user's view to
@@ -28,19 +32,52 @@ struct App<E> {
 }
 
 /// How a subgraph's HTTP server is set up.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// The secret the router proves itself with; without one, no caller is ever authenticated.
     pub router_secret: Option<String>,
+    /// The backstop: GraphQL requests this instance serves per second, whoever sends them. The
+    /// router's limits are the real defence; this one keeps a runaway router (or a client that
+    /// reached the subgraph directly) from taking the shards down with it.
+    pub max_requests_per_second: u32,
+    /// Requests above the rate accepted at once.
+    pub burst: u32,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            router_secret: None,
+            max_requests_per_second: 2_000,
+            burst: 500,
+        }
+    }
 }
 
 impl ServerOptions {
-    /// From the environment (`SWITCHYARD_ROUTER_SECRET`).
-    pub fn from_env() -> Self {
-        let router_secret = std::env::var(crate::viewer::SECRET_ENV)
-            .ok()
-            .filter(|s| !s.is_empty());
-        Self { router_secret }
+    /// From the environment: `SWITCHYARD_ROUTER_SECRET`, `SWITCHYARD_SUBGRAPH_MAX_RPS`,
+    /// `SWITCHYARD_SUBGRAPH_BURST`.
+    pub fn from_env() -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
+        let number = |name: &str, default: u32| -> Result<u32, String> {
+            match var(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{name} must be a positive number, got {v:?}")),
+            }
+        };
+        let defaults = Self::default();
+        Ok(Self {
+            router_secret: var(crate::viewer::SECRET_ENV),
+            max_requests_per_second: number(
+                "SWITCHYARD_SUBGRAPH_MAX_RPS",
+                defaults.max_requests_per_second,
+            )?,
+            burst: number("SWITCHYARD_SUBGRAPH_BURST", defaults.burst)?,
+        })
     }
 }
 
@@ -58,8 +95,11 @@ pub fn router<E: Executor>(
         prepare,
         router_secret,
     });
-    Router::new()
+    let graphql_routes = Router::new()
         .route("/graphql", get(graphql::<E>).post(graphql::<E>))
+        .layer(backstop(options));
+    Router::new()
+        .merge(graphql_routes)
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready::<E>))
         .with_state(app)
@@ -74,6 +114,34 @@ async fn graphql<E: Executor>(
     let viewer = Viewer::from_headers(&headers, app.router_secret.as_deref());
     let request = (app.prepare)(request.into_inner().data(viewer), session);
     app.executor.execute(request).await.into()
+}
+
+/// One global GCRA bucket for the instance; refusals are GraphQL `RATE_LIMITED` errors.
+fn backstop(
+    options: &ServerOptions,
+) -> tower_governor::GovernorLayer<GlobalKeyExtractor, NoOpMiddleware, axum::body::Body> {
+    let per_request = std::time::Duration::from_nanos(
+        1_000_000_000 / u64::from(options.max_requests_per_second.max(1)),
+    );
+    let config = GovernorConfigBuilder::default()
+        .period(per_request)
+        .burst_size(options.burst.max(1))
+        .key_extractor(GlobalKeyExtractor)
+        .finish()
+        .expect("positive period and burst");
+    tower_governor::GovernorLayer::new(config).error_handler(|error| {
+        let (status, retry_after) = match error {
+            GovernorError::TooManyRequests { wait_time, .. } => (StatusCode::TOO_MANY_REQUESTS, wait_time.max(1)),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, 1),
+        };
+        let body = serde_json::json!({"errors": [{"message": "this subgraph is over its request budget; retry shortly", "extensions": {"code": "RATE_LIMITED"}}]});
+        axum::http::Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .header("retry-after", retry_after.to_string())
+            .body(axum::body::Body::from(body.to_string()))
+            .expect("static response")
+    })
 }
 
 async fn ready<E: Executor>(State(app): State<Arc<App<E>>>) -> (StatusCode, String) {

@@ -314,3 +314,51 @@ async fn service_sdl_matches_committed_schema() {
     .unwrap();
     assert_eq!(r["data"]["_service"]["sdl"].as_str().unwrap(), committed);
 }
+
+/// The per-instance backstop: past its budget a subgraph answers 429 with a GraphQL error,
+/// and its health endpoint stays reachable.
+#[tokio::test]
+async fn backstop_limits_the_instance() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(StoreConfig::sqlite(dir.path(), "backstop", 1)).await;
+    let options = switchyard_kit::server::ServerOptions {
+        max_requests_per_second: 1,
+        burst: 2,
+        ..Default::default()
+    };
+    let app = switchyard_posts::router(store, &options).unwrap();
+    let request = || {
+        axum::http::Request::post("/graphql")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(r#"{"query":"{ __typename }"}"#))
+            .unwrap()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(app.clone().oneshot(request()).await.unwrap());
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect::<Vec<_>>(),
+        [200, 200, 429]
+    );
+    let refused = statuses.pop().unwrap();
+    assert!(refused.headers().contains_key("retry-after"));
+    let body = axum::body::to_bytes(refused.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    let health = app
+        .oneshot(
+            axum::http::Request::get("/health")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
