@@ -3,17 +3,17 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn switchyard(args: &[&str], dir: &Path) -> Output {
+fn switchyard(args: &[&str], dir: impl AsRef<Path>) -> Output {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(args)
-        .current_dir(dir)
+        .current_dir(dir.as_ref())
         .env("RUST_LOG", "warn")
         .output()
         .expect("run switchyard")
 }
 
-fn repo_root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+fn repo_root() -> std::path::PathBuf {
+    switchyard_kit::testing::repo_root()
 }
 
 fn stderr(out: &Output) -> String {

@@ -11,7 +11,7 @@ async fn dev_starts_everything_answers_and_stops_on_ctrl_c() {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["dev", "--data-dir", data.path().to_str().unwrap()])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .current_dir(switchyard_kit::testing::repo_root())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-fn repo_root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+fn repo_root() -> std::path::PathBuf {
+    switchyard_kit::testing::repo_root()
 }
 
 fn free_addr() -> SocketAddr {

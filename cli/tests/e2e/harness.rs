@@ -25,7 +25,7 @@ pub const ROUTER_SECRET: &str = "test-router-secret-0123456789";
 pub const POSTS: usize = 1_000;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    switchyard_kit::testing::repo_root()
 }
 
 /// What a subgraph saw, and how it should behave.
@@ -349,20 +349,4 @@ plugins:
     )
 }
 
-/// The `extensions.code` of each error.
-pub fn codes(body: &Value) -> Vec<String> {
-    body["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| {
-                    e["extensions"]["code"]
-                        .as_str()
-                        .unwrap_or("<none>")
-                        .to_owned()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use switchyard_kit::testing::codes;

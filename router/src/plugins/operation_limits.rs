@@ -451,16 +451,20 @@ register_plugin!("switchyard", "operation_limits", OperationLimits);
 mod tests {
     use super::*;
 
+    /// A repository file, located at run time (see `switchyard_kit::testing::repo_root`).
+    fn repo_file(relative: &str) -> std::path::PathBuf {
+        let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("tests run under cargo");
+        std::path::Path::new(&manifest_dir)
+            .join("..")
+            .join(relative)
+    }
+
     fn config() -> OperationLimitsConfig {
         serde_json::from_str("{}").unwrap()
     }
 
     fn shapes() -> HashMap<(String, String), FieldShape> {
-        let sdl = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../schema/supergraph.graphql"
-        ))
-        .unwrap();
+        let sdl = std::fs::read_to_string(repo_file("schema/supergraph.graphql")).unwrap();
         field_shapes(&Schema::parse(sdl, "s.graphql").unwrap())
     }
 
@@ -546,10 +550,7 @@ mod tests {
 
     #[test]
     fn the_shipped_operations_are_within_the_defaults() {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../persisted-queries/operations"
-        );
+        let dir = repo_file("persisted-queries/operations");
         for client in std::fs::read_dir(dir).unwrap() {
             for file in std::fs::read_dir(client.unwrap().path()).unwrap() {
                 let path = file.unwrap().path();

@@ -2,42 +2,21 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Request, Variables};
+use async_graphql::Request;
 use serde_json::{Value, json};
 use switchyard_accounts::{Migrator, prepare, schema};
 use switchyard_kit::store::ShardConfig;
-use switchyard_kit::{ShardedStore, StoreConfig, backend_tests};
+use switchyard_kit::testing::codes;
+use switchyard_kit::{ShardedStore, StoreConfig, Viewer, backend_tests};
 
 async fn store(config: StoreConfig) -> Arc<ShardedStore> {
-    let store = ShardedStore::connect(&config).await.expect("connect");
-    store.migrate::<Migrator>().await.expect("migrate");
-    Arc::new(store)
+    switchyard_kit::testing::migrated_store::<Migrator>(config).await
 }
 
 /// Runs one request in its own session, as the HTTP server does.
 async fn exec(store: &Arc<ShardedStore>, query: &str, vars: Value) -> Value {
-    let request = Request::new(query).variables(Variables::from_json(vars));
-    let response = schema()
-        .execute(prepare(request, Arc::new(store.session())))
-        .await;
-    serde_json::to_value(&response).unwrap()
-}
-
-fn codes(response: &Value) -> Vec<String> {
-    response["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| {
-                    e["extensions"]["code"]
-                        .as_str()
-                        .unwrap_or("<none>")
-                        .to_owned()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    switchyard_kit::testing::execute(&schema(), prepare, store, Viewer::anonymous(), query, vars)
+        .await
 }
 
 const CREATE: &str = "mutation($input: CreateUserInput!) { createUser(input: $input) { id handle displayName bio avatarUrl createdAt } }";
@@ -397,10 +376,9 @@ async fn service_sdl_matches_committed_schema() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(StoreConfig::sqlite(dir.path(), "sdl", 1)).await;
     let r = exec(&store, "{ _service { sdl } }", json!({})).await;
-    let committed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../schema/accounts.graphql"
-    ))
+    let committed = std::fs::read_to_string(
+        switchyard_kit::testing::repo_root().join("schema/accounts.graphql"),
+    )
     .unwrap();
     assert_eq!(r["data"]["_service"]["sdl"].as_str().unwrap(), committed);
 }

@@ -2,25 +2,16 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Request, Variables};
 use serde_json::{Value, json};
 use switchyard_accounts::{Migrator, prepare, schema};
 use switchyard_kit::{ShardedStore, StoreConfig, Viewer, backend_tests};
 
 async fn store(config: StoreConfig) -> Arc<ShardedStore> {
-    let store = ShardedStore::connect(&config).await.expect("connect");
-    store.migrate::<Migrator>().await.expect("migrate");
-    Arc::new(store)
+    switchyard_kit::testing::migrated_store::<Migrator>(config).await
 }
 
 async fn exec_as(store: &Arc<ShardedStore>, viewer: Viewer, query: &str, vars: Value) -> Value {
-    let request = Request::new(query)
-        .variables(Variables::from_json(vars))
-        .data(viewer);
-    let response = schema()
-        .execute(prepare(request, Arc::new(store.session())))
-        .await;
-    serde_json::to_value(&response).unwrap()
+    switchyard_kit::testing::execute(&schema(), prepare, store, viewer, query, vars).await
 }
 
 async fn exec(store: &Arc<ShardedStore>, query: &str, vars: Value) -> Value {

@@ -99,3 +99,62 @@ macro_rules! backend_tests {
         }
     )*};
 }
+
+/// Connects a store and runs a subgraph's migrations on it.
+pub async fn migrated_store<M: sea_orm_migration::MigratorTrait>(
+    config: StoreConfig,
+) -> std::sync::Arc<crate::ShardedStore> {
+    let store = crate::ShardedStore::connect(&config)
+        .await
+        .expect("connect");
+    store.migrate::<M>().await.expect("migrate");
+    std::sync::Arc::new(store)
+}
+
+/// Runs one request in its own store session, with its loaders and `viewer`, as the HTTP
+/// server does; returns the response as JSON.
+pub async fn execute<E: async_graphql::Executor>(
+    schema: &E,
+    prepare: crate::server::PrepareRequest,
+    store: &std::sync::Arc<crate::ShardedStore>,
+    viewer: crate::Viewer,
+    query: &str,
+    variables: serde_json::Value,
+) -> serde_json::Value {
+    let request = async_graphql::Request::new(query)
+        .variables(async_graphql::Variables::from_json(variables))
+        .data(viewer);
+    let response = schema
+        .execute(prepare(request, std::sync::Arc::new(store.session())))
+        .await;
+    serde_json::to_value(&response).expect("responses serialize")
+}
+
+/// The `extensions.code` of each error in a GraphQL response.
+pub fn codes(response: &serde_json::Value) -> Vec<String> {
+    response["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    e["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or("<none>")
+                        .to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The repository root, found at run time from the crate cargo is testing. (Not `env!`: a
+/// test binary reused from a build in another checkout would carry that checkout's path.)
+pub fn repo_root() -> std::path::PathBuf {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("tests run under cargo");
+    std::path::Path::new(&manifest_dir)
+        .ancestors()
+        .find(|dir| dir.join("supergraph.yaml").is_file())
+        .expect("a crate inside the Switchyard repository")
+        .to_owned()
+}

@@ -2,41 +2,20 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Request, Variables};
 use serde_json::{Value, json};
 use switchyard_kit::id::{IdGenerator, shard_of};
-use switchyard_kit::{ShardedStore, StoreConfig, backend_tests};
+use switchyard_kit::testing::codes;
+use switchyard_kit::{ShardedStore, StoreConfig, Viewer, backend_tests};
 use switchyard_posts::{Migrator, prepare, schema};
 
 async fn store(config: StoreConfig) -> Arc<ShardedStore> {
-    let store = ShardedStore::connect(&config).await.expect("connect");
-    store.migrate::<Migrator>().await.expect("migrate");
-    Arc::new(store)
+    switchyard_kit::testing::migrated_store::<Migrator>(config).await
 }
 
+/// Runs one request in its own session, as the HTTP server does.
 async fn exec(store: &Arc<ShardedStore>, query: &str, vars: Value) -> Value {
-    let request = Request::new(query).variables(Variables::from_json(vars));
-    let response = schema()
-        .execute(prepare(request, Arc::new(store.session())))
-        .await;
-    serde_json::to_value(&response).unwrap()
-}
-
-fn codes(response: &Value) -> Vec<String> {
-    response["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| {
-                    e["extensions"]["code"]
-                        .as_str()
-                        .unwrap_or("<none>")
-                        .to_owned()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    switchyard_kit::testing::execute(&schema(), prepare, store, Viewer::anonymous(), query, vars)
+        .await
 }
 
 /// Author ids spread over all four shards, as accounts would mint them.
@@ -307,11 +286,9 @@ async fn service_sdl_matches_committed_schema() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(StoreConfig::sqlite(dir.path(), "sdl", 1)).await;
     let r = exec(&store, "{ _service { sdl } }", json!({})).await;
-    let committed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../schema/posts.graphql"
-    ))
-    .unwrap();
+    let committed =
+        std::fs::read_to_string(switchyard_kit::testing::repo_root().join("schema/posts.graphql"))
+            .unwrap();
     assert_eq!(r["data"]["_service"]["sdl"].as_str().unwrap(), committed);
 }
 
