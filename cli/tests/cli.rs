@@ -345,3 +345,47 @@ fn seed_is_idempotent_and_quick() {
             .contains("seeded 0 new user(s) of 500 and 0 new post(s) of 3000")
     );
 }
+
+#[test]
+fn bad_environment_is_named_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value, subgraph, expected) in [
+        (
+            "SWITCHYARD_SUBGRAPH_MAX_RPS",
+            "lots",
+            "posts",
+            "SWITCHYARD_SUBGRAPH_MAX_RPS must be a positive number",
+        ),
+        (
+            "SWITCHYARD_SUBGRAPH_BURST",
+            "0",
+            "posts",
+            "SWITCHYARD_SUBGRAPH_BURST must be a positive number",
+        ),
+        (
+            "SWITCHYARD_JWT_KEY",
+            "not a pem",
+            "accounts",
+            "SWITCHYARD_JWT_KEY is not a valid ES256 private key",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args([
+                "subgraph",
+                subgraph,
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+            ])
+            .env(name, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name}={value}");
+        assert!(
+            stderr(&out).contains(expected),
+            "{name}={value}: {}",
+            stderr(&out)
+        );
+    }
+}
