@@ -31,6 +31,9 @@ struct App<E> {
     router_secret: Option<String>,
 }
 
+/// Largest request body a subgraph reads (the router's own limit is the same).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
 /// How a subgraph's HTTP server is set up.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -97,6 +100,10 @@ pub fn router<E: Executor>(
     });
     let graphql_routes = Router::new()
         .route("/graphql", get(graphql::<E>).post(graphql::<E>))
+        // async-graphql reads the body as a stream, which axum's default limit does not cover.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
         .layer(backstop(options));
     Router::new()
         .merge(graphql_routes)

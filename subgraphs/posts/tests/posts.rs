@@ -339,3 +339,27 @@ async fn backstop_limits_the_instance() {
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// An oversized body is refused without being read into memory.
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(StoreConfig::sqlite(dir.path(), "limit", 1)).await;
+    let app = switchyard_posts::router(store, &Default::default()).unwrap();
+    let huge = format!(
+        r#"{{"query":"{{ __typename }}","variables":{{"x":"{}"}}}}"#,
+        "a".repeat(3 * 1024 * 1024)
+    );
+    let response = app
+        .oneshot(
+            axum::http::Request::post("/graphql")
+                .header("content-type", "application/json")
+                .header("content-length", huge.len())
+                .body(axum::body::Body::from(huge))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+}
