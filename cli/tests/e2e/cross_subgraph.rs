@@ -36,11 +36,11 @@ async fn feed_with_authors_spans_subgraphs() {
     // And a mutation through the router lands in the right subgraph.
     let (status, _, body) = platform
         .post(json!({
-            "query": "mutation($input: CreateUserInput!) { createUser(input: $input) { id handle } }",
-            "variables": {"input": {"handle": "through_router", "displayName": "R"}}
+            "query": "mutation($input: SignUpInput!) { signUp(input: $input) { user { id handle } } }",
+            "variables": {"input": {"handle": "through_router", "email": "r@example.com", "password": "correct horse battery"}}
         }))
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"]["createUser"]["handle"], "through_router");
+    assert_eq!(body["data"]["signUp"]["user"]["handle"], "through_router");
     platform.shutdown().await;
 }

@@ -38,7 +38,18 @@ async fn config_changes_apply_without_restart() {
     std::fs::write(&platform.config_path, yaml).unwrap();
     let started = Instant::now();
     loop {
-        let (_, _, body) = platform.post(json!({"query": INTROSPECT})).await;
+        // A reload that rebuilds the HTTP server closes idle keep-alive connections; a client
+        // sending on one at that instant sees the connection close (and would retry).
+        let body = match platform
+            .http
+            .post(&platform.url)
+            .json(&json!({"query": INTROSPECT}))
+            .send()
+            .await
+        {
+            Ok(response) => crate::harness::read(response).await.2,
+            Err(error) => serde_json::json!({"transport": error.to_string()}),
+        };
         if body["data"]["__schema"]["queryType"]["name"] == "Query" {
             break;
         }
@@ -96,7 +107,16 @@ async fn supergraph_changes_apply_without_restart() {
 async fn wait_until(platform: &Platform, query: &str, done: impl Fn(&serde_json::Value) -> bool) {
     let started = Instant::now();
     loop {
-        let (_, _, body) = platform.post(json!({ "query": query })).await;
+        let body = match platform
+            .http
+            .post(&platform.url)
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+        {
+            Ok(response) => crate::harness::read(response).await.2,
+            Err(error) => serde_json::json!({"transport": error.to_string()}),
+        };
         if done(&body) {
             return;
         }

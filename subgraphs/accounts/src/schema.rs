@@ -303,7 +303,10 @@ impl Mutation {
         auth::confirm_totp(session(ctx), viewer_id(ctx)?, &code).await
     }
 
+    /// Creates a profile without sign-in credentials: an operator tool (`admin` scope). Apps
+    /// use `signUp`.
     async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> ApiResult<User> {
+        switchyard_kit::viewer(ctx).require_admin()?;
         let new = NewUser {
             handle: repo::canonical_handle(&input.handle)?,
             display_name: repo::display_name(&input.display_name)?,
@@ -331,6 +334,7 @@ impl Mutation {
         input: UpdateProfileInput,
     ) -> ApiResult<User> {
         let id = parse_id(&id, shard_count(ctx))?;
+        switchyard_kit::viewer(ctx).require_self_or_admin(id)?;
         let change = ProfileChange {
             handle: input
                 .handle

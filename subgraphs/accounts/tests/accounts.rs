@@ -15,8 +15,20 @@ async fn store(config: StoreConfig) -> Arc<ShardedStore> {
 
 /// Runs one request in its own session, as the HTTP server does.
 async fn exec(store: &Arc<ShardedStore>, query: &str, vars: Value) -> Value {
-    switchyard_kit::testing::execute(&schema(), prepare, store, Viewer::anonymous(), query, vars)
-        .await
+    exec_as(store, admin(), query, vars).await
+}
+
+async fn exec_as(store: &Arc<ShardedStore>, viewer: Viewer, query: &str, vars: Value) -> Value {
+    switchyard_kit::testing::execute(&schema(), prepare, store, viewer, query, vars).await
+}
+
+/// Most tests act as an operator (`createUser` needs the `admin` scope); the ownership rules
+/// have their own test.
+fn admin() -> Viewer {
+    Viewer {
+        user_id: None,
+        scopes: vec!["admin".into()],
+    }
 }
 
 const CREATE: &str = "mutation($input: CreateUserInput!) { createUser(input: $input) { id handle displayName bio avatarUrl createdAt } }";
@@ -310,7 +322,36 @@ async fn seeding_is_idempotent(config: StoreConfig) {
     assert_eq!(r["data"]["userByHandle"]["displayName"], "Ada Lovelace");
 }
 
+/// Profiles change only by their owner; `createUser` is for operators.
+async fn only_owners_edit_profiles(config: StoreConfig) {
+    let store = store(config).await;
+    let ada: i64 = create(&store, "ada").await.parse().unwrap();
+    let bob: i64 = create(&store, "bob").await.parse().unwrap();
+    let q = "mutation($id: ID!) { updateProfile(id: $id, input: {bio: \"mine\"}) { bio } }";
+    let r = exec_as(
+        &store,
+        Viewer::anonymous(),
+        q,
+        json!({"id": ada.to_string()}),
+    )
+    .await;
+    assert_eq!(codes(&r), ["UNAUTHENTICATED"], "{r}");
+    let r = exec_as(&store, Viewer::user(bob), q, json!({"id": ada.to_string()})).await;
+    assert_eq!(codes(&r), ["FORBIDDEN"], "{r}");
+    let r = exec_as(&store, Viewer::user(ada), q, json!({"id": ada.to_string()})).await;
+    assert_eq!(r["data"]["updateProfile"]["bio"], "mine", "{r}");
+    let r = exec_as(
+        &store,
+        Viewer::user(ada),
+        CREATE,
+        json!({"input": {"handle": "sneaky", "displayName": "S"}}),
+    )
+    .await;
+    assert_eq!(codes(&r), ["FORBIDDEN"], "{r}");
+}
+
 backend_tests!(
+    only_owners_edit_profiles,
     create_and_read,
     handles_are_unique_across_shards,
     update_profile_fields,
@@ -350,7 +391,7 @@ async fn reads_use_replica_except_after_own_writes() {
     let query = r#"mutation { createUser(input: {handle: "writer", displayName: "W"}) { id } }"#;
     let session = Arc::new(store.session());
     let response = schema()
-        .execute(prepare(Request::new(query), session.clone()))
+        .execute(prepare(Request::new(query).data(admin()), session.clone()))
         .await;
     let id: i64 = response.data.into_json().unwrap()["createUser"]["id"]
         .as_str()

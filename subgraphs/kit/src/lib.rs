@@ -17,6 +17,11 @@ pub use error::{ApiError, ApiResult, ErrorCodes};
 pub use store::{Session, ShardedStore, StoreConfig, StoreError};
 pub use viewer::Viewer;
 
+/// The request's viewer (anonymous when the request data has none, e.g. in a unit test).
+pub fn viewer(ctx: &async_graphql::Context<'_>) -> Viewer {
+    ctx.data_opt::<Viewer>().cloned().unwrap_or_default()
+}
+
 /// The GraphQL `ID` of a stored row: its id in decimal.
 pub fn gql_id(id: i64) -> async_graphql::ID {
     async_graphql::ID(id.to_string())

@@ -33,6 +33,36 @@ impl Viewer {
         }
     }
 
+    /// The signed-in user, or `UNAUTHENTICATED`.
+    pub fn require_user(&self) -> Result<i64, crate::ApiError> {
+        self.user_id
+            .ok_or_else(|| crate::ApiError::Unauthenticated("sign in first".into()))
+    }
+
+    /// Passes for `user_id` itself and for operators with the `admin` scope; `FORBIDDEN` else.
+    pub fn require_self_or_admin(&self, user_id: i64) -> Result<(), crate::ApiError> {
+        if self.has_scope("admin") || self.require_user()? == user_id {
+            Ok(())
+        } else {
+            Err(crate::ApiError::Refused(
+                "FORBIDDEN",
+                "only the owner may do this".into(),
+            ))
+        }
+    }
+
+    /// Passes for operators with the `admin` scope.
+    pub fn require_admin(&self) -> Result<(), crate::ApiError> {
+        if self.has_scope("admin") {
+            Ok(())
+        } else {
+            Err(crate::ApiError::Refused(
+                "FORBIDDEN",
+                "this needs the admin scope".into(),
+            ))
+        }
+    }
+
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }

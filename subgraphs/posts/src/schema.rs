@@ -150,9 +150,9 @@ impl Query {
     }
 }
 
+/// A post by the signed-in user.
 #[derive(InputObject)]
 pub struct CreatePostInput {
-    pub author_id: ID,
     /// 1–2000 characters.
     pub body: String,
     /// Up to 4 absolute http(s) URLs.
@@ -164,8 +164,9 @@ pub struct Mutation;
 
 #[Object]
 impl Mutation {
+    /// Posts as the signed-in user.
     async fn create_post(&self, ctx: &Context<'_>, input: CreatePostInput) -> ApiResult<Post> {
-        let author_id = parse_id(&input.author_id, shard_count(ctx))?;
+        let author_id = switchyard_kit::viewer(ctx).require_user()?;
         let body = repo::body(&input.body)?;
         let media = repo::media_urls(&input.media_urls)?;
         Ok(Post(
@@ -173,9 +174,17 @@ impl Mutation {
         ))
     }
 
-    /// Deletes a post; `NOT_FOUND` when there is none.
+    /// Deletes one of the signed-in user's posts; `NOT_FOUND` when there is none.
     async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ID> {
         let parsed = parse_id(&id, shard_count(ctx))?;
+        let viewer = switchyard_kit::viewer(ctx);
+        viewer.require_user()?;
+        let loader = ctx.data_unchecked::<RequestLoader<PostLoader, i64>>();
+        let post = loader
+            .load_one(parsed)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no post with id {parsed}")))?;
+        viewer.require_self_or_admin(post.author_id)?;
         if repo::delete_post(session(ctx), parsed).await? {
             ctx.data_unchecked::<RequestLoader<PostLoader, i64>>()
                 .forget(&parsed);

@@ -14,8 +14,11 @@ async fn store(config: StoreConfig) -> Arc<ShardedStore> {
 
 /// Runs one request in its own session, as the HTTP server does.
 async fn exec(store: &Arc<ShardedStore>, query: &str, vars: Value) -> Value {
-    switchyard_kit::testing::execute(&schema(), prepare, store, Viewer::anonymous(), query, vars)
-        .await
+    exec_as(store, Viewer::anonymous(), query, vars).await
+}
+
+async fn exec_as(store: &Arc<ShardedStore>, viewer: Viewer, query: &str, vars: Value) -> Value {
+    switchyard_kit::testing::execute(&schema(), prepare, store, viewer, query, vars).await
 }
 
 /// Author ids spread over all four shards, as accounts would mint them.
@@ -27,10 +30,11 @@ fn authors(n: usize) -> Vec<i64> {
 const CREATE: &str = "mutation($input: CreatePostInput!) { createPost(input: $input) { id body mediaUrls author { id } } }";
 
 async fn create(store: &Arc<ShardedStore>, author: i64, body: &str) -> String {
-    let r = exec(
+    let r = exec_as(
         store,
+        Viewer::user(author),
         CREATE,
-        json!({"input": {"authorId": author.to_string(), "body": body}}),
+        json!({"input": {"body": body}}),
     )
     .await;
     assert!(r["errors"].is_null(), "{r}");
@@ -44,11 +48,11 @@ async fn posts_live_on_their_authors_shard(config: StoreConfig) {
         assert_eq!(shard_of(id), shard_of(author));
     }
     let author = authors(1)[0];
-    let r = exec(
+    let r = exec_as(
         &store,
+        Viewer::user(author),
         CREATE,
-        json!({"input": {"authorId": author.to_string(), "body": " hi ",
-        "mediaUrls": ["https://cdn.example.com/1.jpg"]}}),
+        json!({"input": {"body": " hi ", "mediaUrls": ["https://cdn.example.com/1.jpg"]}}),
     )
     .await;
     let post = &r["data"]["createPost"];
@@ -210,11 +214,19 @@ async fn batching_costs_one_statement_per_shard_per_level(config: StoreConfig) {
 
 async fn delete_post(config: StoreConfig) {
     let store = store(config).await;
-    let id = create(&store, authors(1)[0], "bye").await;
+    let [owner, other] = authors(2)[..] else {
+        unreachable!()
+    };
+    let id = create(&store, owner, "bye").await;
     let q = "mutation($id: ID!) { deletePost(id: $id) }";
+    // Only the author may delete it.
     let r = exec(&store, q, json!({"id": id})).await;
+    assert_eq!(codes(&r), ["UNAUTHENTICATED"], "{r}");
+    let r = exec_as(&store, Viewer::user(other), q, json!({"id": id})).await;
+    assert_eq!(codes(&r), ["FORBIDDEN"], "{r}");
+    let r = exec_as(&store, Viewer::user(owner), q, json!({"id": id})).await;
     assert_eq!(r["data"]["deletePost"], id.as_str());
-    let r = exec(&store, q, json!({"id": id})).await;
+    let r = exec_as(&store, Viewer::user(owner), q, json!({"id": id})).await;
     assert_eq!(codes(&r), ["NOT_FOUND"]);
     let r = exec(
         &store,
@@ -227,25 +239,24 @@ async fn delete_post(config: StoreConfig) {
 
 async fn bad_input_is_rejected(config: StoreConfig) {
     let store = store(config).await;
-    let author = authors(1)[0].to_string();
+    let author = Viewer::user(authors(1)[0]);
+    // Posting needs a signed-in author.
+    let r = exec(&store, CREATE, json!({"input": {"body": "x"}})).await;
+    assert_eq!(codes(&r), ["UNAUTHENTICATED"], "{r}");
     let cases = [
-        (json!({"authorId": author, "body": ""}), "must not be empty"),
+        (json!({"body": ""}), "must not be empty"),
+        (json!({"body": "x".repeat(2001)}), "at most 2000"),
         (
-            json!({"authorId": author, "body": "x".repeat(2001)}),
-            "at most 2000",
-        ),
-        (json!({"authorId": "nope", "body": "x"}), "malformed id"),
-        (
-            json!({"authorId": author, "body": "x", "mediaUrls": ["a", "b", "c", "d", "e"]}),
+            json!({"body": "x", "mediaUrls": ["a", "b", "c", "d", "e"]}),
             "at most 4",
         ),
         (
-            json!({"authorId": author, "body": "x", "mediaUrls": ["file:///etc/passwd"]}),
+            json!({"body": "x", "mediaUrls": ["file:///etc/passwd"]}),
             "http(s) URL",
         ),
     ];
     for (input, message) in cases {
-        let r = exec(&store, CREATE, json!({"input": input})).await;
+        let r = exec_as(&store, author.clone(), CREATE, json!({"input": input})).await;
         assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r}");
         assert!(
             r["errors"][0]["message"]
