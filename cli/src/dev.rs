@@ -45,6 +45,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .get_or_insert_with(|| DEV_ROUTER_SECRET.to_owned());
     let mut servers = Vec::new();
     let mut urls = Vec::new();
+    let mut stores = std::collections::HashMap::new();
     for def in subgraphs::ALL {
         let store = args.store.connect(def).await?;
         (def.migrate)(&store)
@@ -58,6 +59,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             )
         })?;
         urls.push((def.name, format!("http://{addr}/graphql")));
+        stores.insert(def.name, store.clone());
         let app = (def.router)(store, &server_options)
             .map_err(|e| anyhow::anyhow!("subgraph {}: {e}", def.name))?;
         servers.push(tokio::spawn(switchyard_kit::server::serve(
@@ -67,7 +69,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         )));
     }
     if !args.no_seed {
-        crate::seed::seed_if_empty(&args.store).await?;
+        // The stores the subgraphs already use: no second set of pools, no second migration.
+        let store = |name: &str| {
+            stores
+                .get(name)
+                .cloned()
+                .with_context(|| format!("no {name} subgraph"))
+        };
+        let (accounts, posts) = (
+            store(switchyard_accounts::NAME)?,
+            store(switchyard_posts::NAME)?,
+        );
+        crate::seed::seed_if_empty(&accounts, &posts).await?;
     }
 
     let options = RouterOptions {

@@ -4,11 +4,11 @@
 //! (or resuming an interrupted seed) inserts nothing new: every insert is `ON CONFLICT DO NOTHING`.
 
 use chrono::{DateTime, Utc};
+use sea_orm::EntityTrait;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{EntityTrait, TransactionTrait};
 use switchyard_kit::ShardedStore;
 use switchyard_kit::id::compose_id;
-use switchyard_kit::store::{StoreError, group_by_shard};
+use switchyard_kit::store::StoreError;
 
 use crate::entities::{handle, user};
 
@@ -127,40 +127,36 @@ pub fn demo_user_ids(n: usize, shard_count: usize) -> Vec<i64> {
 /// Inserts the first `n` demo users; returns how many rows were new.
 pub async fn seed_users(store: &ShardedStore, n: usize) -> Result<u64, StoreError> {
     let shards = store.shard_count();
-    let groups = group_by_shard(
-        (0..n).map(|i| demo_user(i, shards)),
-        |u| switchyard_kit::id::shard_of(u.id),
-        shards,
-    );
-    let inserted =
-        futures::future::try_join_all(groups.into_iter().map(|(shard, users)| async move {
-            let txn = store.primary(shard).begin().await?;
-            let mut inserted = 0;
-            for chunk in users.chunks(500) {
-                let claims = chunk.iter().map(|u| handle::ActiveModel {
-                    handle: sea_orm::Set(u.handle.clone()),
-                    user_id: sea_orm::Set(u.id),
-                });
-                handle::Entity::insert_many(claims)
-                    .on_conflict(
-                        OnConflict::column(handle::Column::Handle)
-                            .do_nothing()
-                            .to_owned(),
-                    )
-                    .exec_without_returning(&txn)
-                    .await?;
-                let rows = chunk
-                    .iter()
-                    .cloned()
-                    .map(|u| sea_orm::ActiveModelTrait::reset_all(user::ActiveModel::from(u)));
-                inserted += user::Entity::insert_many(rows)
-                    .on_conflict(OnConflict::column(user::Column::Id).do_nothing().to_owned())
-                    .exec_without_returning(&txn)
-                    .await?;
-            }
-            txn.commit().await?;
-            Ok::<_, StoreError>(inserted)
-        }))
-        .await?;
-    Ok(inserted.into_iter().sum())
+    let users = (0..n).map(|i| demo_user(i, shards));
+    store
+        .load_rows(
+            users,
+            |u| switchyard_kit::id::shard_of(u.id),
+            500,
+            |txn, chunk| {
+                Box::pin(async move {
+                    let claims = chunk.iter().map(|u| handle::ActiveModel {
+                        handle: sea_orm::Set(u.handle.clone()),
+                        user_id: sea_orm::Set(u.id),
+                    });
+                    handle::Entity::insert_many(claims)
+                        .on_conflict(
+                            OnConflict::column(handle::Column::Handle)
+                                .do_nothing()
+                                .to_owned(),
+                        )
+                        .exec_without_returning(txn)
+                        .await?;
+                    let rows = chunk
+                        .iter()
+                        .cloned()
+                        .map(|u| sea_orm::ActiveModelTrait::reset_all(user::ActiveModel::from(u)));
+                    user::Entity::insert_many(rows)
+                        .on_conflict(OnConflict::column(user::Column::Id).do_nothing().to_owned())
+                        .exec_without_returning(txn)
+                        .await
+                })
+            },
+        )
+        .await
 }

@@ -248,6 +248,42 @@ impl ShardedStore {
         }
     }
 
+    /// Bulk loading: `rows` go to the shard `shard_of` names, in chunks of `chunk`, one
+    /// transaction per shard, all shards concurrently. `insert` writes one chunk and says how
+    /// many rows were new; the total is returned.
+    pub async fn load_rows<T, F>(
+        &self,
+        rows: impl IntoIterator<Item = T>,
+        shard_of: impl Fn(&T) -> usize,
+        chunk: usize,
+        insert: F,
+    ) -> Result<u64, StoreError>
+    where
+        T: Sync,
+        F: for<'t> Fn(
+            &'t sea_orm::DatabaseTransaction,
+            &'t [T],
+        ) -> futures::future::BoxFuture<'t, Result<u64, DbErr>>,
+    {
+        use sea_orm::TransactionTrait;
+        let groups = group_by_shard(rows, shard_of, self.shard_count());
+        let per_shard = futures::future::try_join_all(groups.into_iter().map(|(shard, rows)| {
+            let insert = &insert;
+            async move {
+                let fail = |source| StoreError::Query { shard, source };
+                let txn = self.primary(shard).begin().await.map_err(fail)?;
+                let mut inserted = 0;
+                for part in rows.chunks(chunk.max(1)) {
+                    inserted += insert(&txn, part).await.map_err(fail)?;
+                }
+                txn.commit().await.map_err(fail)?;
+                Ok::<_, StoreError>(inserted)
+            }
+        }))
+        .await?;
+        Ok(per_shard.into_iter().sum())
+    }
+
     /// Checks that every primary and replica answers: the readiness probe.
     pub async fn ping(&self) -> Result<(), StoreError> {
         for shard in &self.shards {

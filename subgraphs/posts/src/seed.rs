@@ -2,11 +2,11 @@
 //! inserts nothing new.
 
 use chrono::DateTime;
+use sea_orm::EntityTrait;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{EntityTrait, TransactionTrait};
 use switchyard_kit::ShardedStore;
 use switchyard_kit::id::compose_id;
-use switchyard_kit::store::{StoreError, group_by_shard, stable_hash};
+use switchyard_kit::store::{StoreError, stable_hash};
 
 use crate::entities::post;
 use crate::repo::author_shard;
@@ -77,28 +77,24 @@ pub async fn seed_posts(
     if authors.is_empty() || n == 0 {
         return Ok(0);
     }
-    let groups = group_by_shard(
-        (0..n).map(|j| demo_post(j, authors, store)),
-        |p| switchyard_kit::id::shard_of(p.id),
-        store.shard_count(),
-    );
-    let inserted =
-        futures::future::try_join_all(groups.into_iter().map(|(shard, posts)| async move {
-            let txn = store.primary(shard).begin().await?;
-            let mut inserted = 0;
-            for chunk in posts.chunks(1000) {
-                let rows = chunk
-                    .iter()
-                    .cloned()
-                    .map(|p| sea_orm::ActiveModelTrait::reset_all(post::ActiveModel::from(p)));
-                inserted += post::Entity::insert_many(rows)
-                    .on_conflict(OnConflict::column(post::Column::Id).do_nothing().to_owned())
-                    .exec_without_returning(&txn)
-                    .await?;
-            }
-            txn.commit().await?;
-            Ok::<_, StoreError>(inserted)
-        }))
-        .await?;
-    Ok(inserted.into_iter().sum())
+    let posts = (0..n).map(|j| demo_post(j, authors, store));
+    store
+        .load_rows(
+            posts,
+            |p| switchyard_kit::id::shard_of(p.id),
+            1000,
+            |txn, chunk| {
+                Box::pin(async move {
+                    let rows = chunk
+                        .iter()
+                        .cloned()
+                        .map(|p| sea_orm::ActiveModelTrait::reset_all(post::ActiveModel::from(p)));
+                    post::Entity::insert_many(rows)
+                        .on_conflict(OnConflict::column(post::Column::Id).do_nothing().to_owned())
+                        .exec_without_returning(txn)
+                        .await
+                })
+            },
+        )
+        .await
 }
