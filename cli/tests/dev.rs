@@ -68,19 +68,9 @@ async fn dev_starts_everything_answers_and_stops_on_ctrl_c() {
         "{body}"
     );
 
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "dev did not stop on Ctrl-C");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    switchyard_kit::testing::signal(&child, "INT");
+    let exit = switchyard_kit::testing::wait_for_exit(&mut child, Duration::from_secs(30))
+        .expect("dev did not stop on Ctrl-C");
     assert!(exit.success(), "{exit:?}");
     while let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
         output.push_str(&(line + "\n"));

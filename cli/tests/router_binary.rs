@@ -178,19 +178,9 @@ async fn persisted_query_metrics_reach_prometheus_and_sigterm_stops_cleanly() {
     );
 
     // SIGTERM (what Kubernetes sends): a clean, zero exit.
-    let status = Command::new("kill")
-        .args(["-TERM", &router.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = router.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "router did not stop on SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    switchyard_kit::testing::signal(&router, "TERM");
+    let exit = switchyard_kit::testing::wait_for_exit(&mut router, Duration::from_secs(30))
+        .expect("router did not stop on SIGTERM");
     assert!(
         exit.success(),
         "{exit:?}: {}",
@@ -220,16 +210,11 @@ fn configuration_mistakes_stop_start_up_and_name_the_problem() {
         let config = dir.path().join("router.yaml");
         std::fs::write(&config, format!("health_check:\n  enabled: false\n{yaml}")).unwrap();
         let mut child = spawn_router(&config);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("router started with a bad config:\n{yaml}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let Some(status) =
+            switchyard_kit::testing::wait_for_exit(&mut child, Duration::from_secs(60))
+        else {
+            let _ = child.kill();
+            panic!("router started with a bad config:\n{yaml}");
         };
         let output = child.wait_with_output_lossy();
         assert!(!status.success(), "{yaml}");
