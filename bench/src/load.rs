@@ -15,6 +15,17 @@ pub struct Request {
 impl Request {
     /// Bytes of the HTTP/1.1 request on the wire: request line, the headers sent (Host and
     /// Content-Length included) and the body.
+    pub async fn send(&self, client: &reqwest::Client) -> reqwest::Result<reqwest::Response> {
+        let mut builder = client.request(self.method.clone(), &self.url);
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = &self.body {
+            builder = builder.body(body.clone());
+        }
+        builder.send().await
+    }
+
     pub fn wire_bytes(&self) -> usize {
         let url = reqwest::Url::parse(&self.url).expect("valid url");
         let target = match url.query() {
@@ -81,14 +92,7 @@ pub async fn run(
                 let mut outcome = Outcome::default();
                 while Instant::now() < deadline {
                     let sent = Instant::now();
-                    let mut builder = client.request(request.method.clone(), &request.url);
-                    for (name, value) in &request.headers {
-                        builder = builder.header(name, value);
-                    }
-                    if let Some(body) = &request.body {
-                        builder = builder.body(body.clone());
-                    }
-                    let result = match builder.send().await {
+                    let result = match request.send(&client).await {
                         Ok(response) => {
                             let status = response.status();
                             match response.text().await {

@@ -38,6 +38,8 @@ enum Workload {
     Pq,
     /// The router with jwt_auth, operation_limits and rate_limit versus without.
     Protection,
+    /// The persisted home feed with the response cache versus without.
+    Cache,
 }
 
 pub struct Settings {
@@ -59,5 +61,6 @@ async fn main() -> anyhow::Result<()> {
     match cli.workload {
         Workload::Pq => workloads::persisted_queries(&settings).await,
         Workload::Protection => workloads::protection(&settings).await,
+        Workload::Cache => workloads::cache(&settings).await,
     }
 }

@@ -183,3 +183,79 @@ pub async fn protection(settings: &Settings) -> anyhow::Result<()> {
     .await?;
     platform.stop().await
 }
+
+/// The persisted iOS home feed (20 posts with authors) by GET through a router with
+/// `switchyard.response_cache` (in-process level in front of the local Redis; variant) and
+/// through the same router without it (baseline), same subgraphs, same other plugins.
+pub async fn cache(settings: &Settings) -> anyhow::Result<()> {
+    let manifest_path = settings.repo.join("persisted-queries/manifest.json");
+    let manifest: ManifestFile = serde_json::from_str(&std::fs::read_to_string(&manifest_path)?)?;
+    let home = manifest
+        .operations
+        .iter()
+        .find(|o| o.name == "HomeFeed" && o.client_name.as_deref() == Some("ios"))
+        .context("the iOS HomeFeed operation")?;
+    let common = format!(
+        r#"  switchyard.persisted_queries:
+    mode: enforce
+    manifest: {manifest}
+  switchyard.operation_limits: {{}}
+  switchyard.rate_limit:
+    rules:
+      - {{ name: per-ip, key: ip, limit: 100000000, per: 1m }}
+"#,
+        manifest = manifest_path.canonicalize()?.display()
+    );
+    let prefix = format!(
+        "bench:rc:{}:",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    let cached = format!(
+        "{common}  switchyard.response_cache:\n    redis:\n      url: redis://127.0.0.1:6379\n      key_prefix: \"{prefix}\"\n"
+    );
+    println!(
+        "starting the platform (10,000 users, 100,000 posts, 4 SQLite shards per subgraph)..."
+    );
+    let mut platform = Platform::start(&settings.repo, 10_000, 100_000, &common).await?;
+    let cached_url = platform.add_router(&cached).await?;
+    let query = url_encode(&[
+        ("documentId", home.id.as_str()),
+        ("variables", r#"{"first":20}"#),
+    ]);
+    let request = |url: &str| Request {
+        method: reqwest::Method::GET,
+        url: format!("{url}?{query}"),
+        headers: vec![
+            ("apollographql-client-name".into(), "ios".into()),
+            ("x-apollo-operation-name".into(), "HomeFeed".into()),
+        ],
+        body: None,
+    };
+    let (baseline, variant) = (request(&platform.url), request(&cached_url));
+    // The variant must really be served from the cache: two requests, the second with `Age`.
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let response = variant.send(&client).await?;
+        anyhow::ensure!(
+            response
+                .headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok())
+                == Some("public, max-age=10"),
+            "the cached router did not cache HomeFeed: {:?}",
+            response.headers()
+        );
+    }
+    compare(
+        settings,
+        Comparison {
+            name: "response_cache on (variant) vs off (baseline), persisted HomeFeed first:20 by GET",
+            baseline,
+            variant,
+        },
+    )
+    .await?;
+    platform.stop().await
+}

@@ -68,6 +68,44 @@ async fn dev_starts_everything_answers_and_stops_on_ctrl_c() {
         "{body}"
     );
 
+    // Asked again, the feed comes from the response cache, and the metrics say so.
+    let http = reqwest::Client::new();
+    let again = http
+        .post("http://127.0.0.1:4000/graphql")
+        .header("content-type", "application/json")
+        .body(r#"{"query":"{ feed(first: 3) { nodes { body author { handle displayName } } } }"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.headers()["cache-control"], "public, max-age=10");
+    assert!(again.headers().contains_key("age"));
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap(), body);
+    let metrics = http
+        .get("http://127.0.0.1:9090/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchyard_response_cache_lookups_total")
+                && l.contains("result=\"hit\"")
+                && l.contains("level=\"memory\"")),
+        "{metrics}"
+    );
+    // The admin endpoint, with the development token (docs/caching.md).
+    let invalidated = http
+        .post("http://127.0.0.1:8089/invalidation")
+        .bearer_auth("switchyard-dev-cache-admin-token")
+        .json(&serde_json::json!({"tags": ["Post:1"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalidated.status(), 200);
+
     switchyard_kit::testing::signal(&child, "INT");
     let exit = switchyard_kit::testing::wait_for_exit(&mut child, Duration::from_secs(30))
         .expect("dev did not stop on Ctrl-C");

@@ -266,6 +266,10 @@ async fn production_config_starts_and_enforces() {
             format!("http://{jwks_addr}/jwks.json"),
         )
         .env("SWITCHYARD_REDIS_URL", "redis://127.0.0.1:6379")
+        .env(
+            "SWITCHYARD_CACHE_ADMIN_TOKEN",
+            "production-test-cache-admin-token",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

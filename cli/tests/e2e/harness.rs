@@ -350,3 +350,37 @@ plugins:
 }
 
 pub use switchyard_kit::testing::codes;
+
+/// A private `redis-server` on a free port (tests that kill Redis must not kill the shared one).
+pub fn spawn_redis() -> (std::process::Child, String) {
+    let addr = free_addr();
+    (spawn_redis_at(addr), format!("redis://{addr}"))
+}
+
+/// A private `redis-server` on `addr` (again, after a test killed the previous one).
+pub fn spawn_redis_at(addr: SocketAddr) -> std::process::Child {
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &addr.port().to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (see .ci/run)");
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "redis-server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}

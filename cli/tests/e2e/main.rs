@@ -9,3 +9,4 @@ mod jwt_auth;
 mod persisted_queries;
 mod rate_limit;
 mod resilience;
+mod response_cache;

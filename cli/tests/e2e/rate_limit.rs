@@ -1,12 +1,11 @@
 //! `switchyard.rate_limit` through the real router: brute-force sign-in, budgets shared by two
 //! routers through the real Redis, and a Redis that dies mid-test.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Options, Platform, codes, free_addr, read};
+use crate::harness::{Options, Platform, codes, read, spawn_redis};
 
 /// The sign-in rules; with `redis`, a shared budget and a small per-client rule as well.
 fn sign_in_rules(redis: Option<&str>) -> String {
@@ -118,34 +117,6 @@ async fn brute_force_sign_in_hits_429() {
     let (status, body, _) = attempt(&platform, &url, "198.51.100.5", "grace").await;
     assert_eq!(status, 200, "{body}");
     platform.shutdown().await;
-}
-
-fn spawn_redis() -> (Child, String) {
-    let addr = free_addr();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &addr.port().to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed (see .ci/run)");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "redis-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, format!("redis://{addr}"))
 }
 
 /// Two routers, one Redis: one budget. Then Redis dies: requests are still served, by the

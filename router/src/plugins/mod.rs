@@ -10,3 +10,5 @@ pub mod jwt_auth;
 pub mod operation_limits;
 pub mod persisted_queries;
 pub mod rate_limit;
+pub mod redis_connection;
+pub mod response_cache;

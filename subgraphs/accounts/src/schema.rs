@@ -4,8 +4,14 @@ use std::sync::Arc;
 
 use async_graphql::{
     Context, EmptySubscription, ID, InputObject, MaybeUndefined, Object, Request, Schema,
+    SchemaBuilder,
 };
 use chrono::{DateTime, Utc};
+use switchyard_kit::cache::{
+    self,
+    CacheControlScope::{Private, Public},
+    cacheControl,
+};
 use switchyard_kit::id::parse_id;
 use switchyard_kit::loader::{RequestLoader, request_loader};
 use switchyard_kit::{ApiError, ApiResult, ErrorCodes, Session, Viewer, gql_id};
@@ -28,11 +34,15 @@ pub fn schema() -> AccountsSchema {
 
 /// The schema, signing access tokens with `tokens`.
 pub fn schema_with(tokens: TokenConfig) -> AccountsSchema {
+    schema_builder(tokens).finish()
+}
+
+/// The schema before `finish()`, for tests that add an extension.
+pub fn schema_builder(tokens: TokenConfig) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
         .extension(ErrorCodes)
         .data(tokens)
-        .finish()
 }
 
 /// Adds this request's session and loaders.
@@ -46,7 +56,19 @@ pub fn prepare(request: Request, session: Arc<Session>) -> Request {
 /// A person with an account.
 pub struct User(user::Model);
 
-#[Object]
+impl User {
+    /// Every `User` a query returns is made here, so its response is tagged with it.
+    fn loaded(ctx: &Context<'_>, model: user::Model) -> Self {
+        cache::tag(ctx, "User", model.id);
+        User(model)
+    }
+}
+
+/// Profiles are public and change rarely; a change drops every cached response showing it.
+#[Object(
+    cache_control(max_age = 60),
+    directive = cacheControl::apply(60, Public)
+)]
 impl User {
     async fn id(&self) -> ID {
         gql_id(self.0.id)
@@ -79,7 +101,7 @@ fn shard_count(ctx: &Context<'_>) -> usize {
 
 async fn load_user(ctx: &Context<'_>, id: i64) -> ApiResult<Option<User>> {
     let loader = ctx.data_unchecked::<RequestLoader<UserLoader, i64>>();
-    Ok(loader.load_one(id).await?.map(User))
+    Ok(loader.load_one(id).await?.map(|u| User::loaded(ctx, u)))
 }
 
 /// Later fields of this request that load the user see the write, not a cached older copy.
@@ -93,6 +115,10 @@ pub struct Query;
 #[Object]
 impl Query {
     /// The signed-in user; `null` for anonymous requests.
+    #[graphql(
+        cache_control(max_age = 30, private),
+        directive = cacheControl::apply(30, Private)
+    )]
     async fn me(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
         let Some(id) = ctx.data_opt::<Viewer>().and_then(|v| v.user_id) else {
             return Ok(None);
@@ -145,7 +171,10 @@ impl Query {
             .collect::<ApiResult<Vec<_>>>()?;
         let loader = ctx.data_unchecked::<RequestLoader<UserLoader, i64>>();
         let mut found = loader.load_many(ids.iter().copied()).await?;
-        Ok(ids.iter().map(|id| found.remove(id).map(User)).collect())
+        Ok(ids
+            .iter()
+            .map(|id| found.remove(id).map(|u| User::loaded(ctx, u)))
+            .collect())
     }
 
     /// Federation: resolves `User` references from other subgraphs, batched per shard.
@@ -355,6 +384,7 @@ impl Mutation {
         };
         let user = repo::update_profile(session(ctx), id, change).await?;
         remember(ctx, &user);
+        cache::invalidate(ctx, "User", id);
         Ok(User(user))
     }
 }

@@ -423,3 +423,62 @@ async fn service_sdl_matches_committed_schema() {
     .unwrap();
     assert_eq!(r["data"]["_service"]["sdl"].as_str().unwrap(), committed);
 }
+
+/// Every type's and field's `cache_control(..)` agrees with its `@cacheControl` in the schema.
+#[tokio::test]
+async fn cache_hints_match_the_schema() {
+    let builder = switchyard_accounts::schema::schema_builder(
+        switchyard_accounts::tokens::TokenConfig::development(),
+    );
+    let problems = switchyard_kit::cache::check_hints(builder).await;
+    assert!(problems.is_empty(), "{problems:#?}");
+    let sdl = switchyard_accounts::sdl();
+    assert!(
+        sdl.contains("@cacheControl(maxAge: 60, scope: PUBLIC)"),
+        "{sdl}"
+    );
+    assert!(
+        sdl.contains("@cacheControl(maxAge: 30, scope: PRIVATE)"),
+        "{sdl}"
+    );
+}
+
+/// Profiles are public for 60 s and tagged with the user; `me` is private; a profile change
+/// names the user it changed.
+#[tokio::test]
+async fn responses_carry_cache_hints_and_tags() {
+    use switchyard_kit::testing::execute_with_cache_headers;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(StoreConfig::sqlite(dir.path(), "hints", 4)).await;
+    let id = create(&store, "hinted").await;
+    let run = |viewer: Viewer, query: &'static str, vars: Value| {
+        let store = store.clone();
+        async move { execute_with_cache_headers(&schema(), prepare, &store, viewer, query, vars).await }
+    };
+    let (r, headers) = run(
+        Viewer::anonymous(),
+        "query($h: String!) { userByHandle(handle: $h) { displayName } }",
+        json!({"h": "hinted"}),
+    )
+    .await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(headers["cache-control"], "max-age=60");
+    assert_eq!(headers["x-switchyard-cache-tags"], format!("User:{id}"));
+
+    let user = Viewer::user(id.parse().unwrap());
+    let (r, headers) = run(user.clone(), "{ me { handle } }", json!({})).await;
+    assert_eq!(r["data"]["me"]["handle"], "hinted");
+    assert_eq!(headers["cache-control"], "max-age=30, private");
+
+    let (r, headers) = run(
+        user,
+        "mutation($id: ID!) { updateProfile(id: $id, input: {bio: \"hi\"}) { bio } }",
+        json!({"id": id}),
+    )
+    .await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(
+        headers["x-switchyard-cache-invalidate"],
+        format!("User:{id}")
+    );
+}

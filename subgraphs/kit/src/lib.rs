@@ -1,6 +1,7 @@
 //! Plumbing every Switchyard subgraph shares: ids, the sharded store, pagination, input
 //! checks, error codes and the HTTP server.
 
+pub mod cache;
 pub mod error;
 pub mod id;
 pub mod loader;

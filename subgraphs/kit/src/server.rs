@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::cache::CacheTags;
 use crate::store::{Session, ShardedStore};
 use crate::viewer::Viewer;
 use governor::middleware::NoOpMiddleware;
@@ -119,8 +120,14 @@ async fn graphql<E: Executor>(
 ) -> GraphQLResponse {
     let session = Arc::new(app.store.session());
     let viewer = Viewer::from_headers(&headers, app.router_secret.as_deref());
-    let request = (app.prepare)(request.into_inner().data(viewer), session);
-    app.executor.execute(request).await.into()
+    let tags = CacheTags::default();
+    let request = (app.prepare)(
+        request.into_inner().data(viewer).data(tags.clone()),
+        session,
+    );
+    let mut response = app.executor.execute(request).await;
+    tags.apply(&mut response);
+    response.into()
 }
 
 /// One global GCRA bucket for the instance; refusals are GraphQL `RATE_LIMITED` errors.

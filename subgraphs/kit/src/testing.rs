@@ -130,6 +130,46 @@ pub async fn execute<E: async_graphql::Executor>(
     serde_json::to_value(&response).expect("responses serialize")
 }
 
+/// [`execute`], plus the cache headers the HTTP server would send with the response
+/// (`cache-control` and the cache tag headers), lower-case names.
+pub async fn execute_with_cache_headers<E: async_graphql::Executor>(
+    schema: &E,
+    prepare: crate::server::PrepareRequest,
+    store: &std::sync::Arc<crate::ShardedStore>,
+    viewer: crate::Viewer,
+    query: &str,
+    variables: serde_json::Value,
+) -> (
+    serde_json::Value,
+    std::collections::BTreeMap<String, String>,
+) {
+    let tags = crate::cache::CacheTags::default();
+    let request = async_graphql::Request::new(query)
+        .variables(async_graphql::Variables::from_json(variables))
+        .data(viewer)
+        .data(tags.clone());
+    let mut response = schema
+        .execute(prepare(request, std::sync::Arc::new(store.session())))
+        .await;
+    tags.apply(&mut response);
+    let mut headers = std::collections::BTreeMap::new();
+    if response.is_ok()
+        && let Some(value) = response.cache_control.value()
+    {
+        headers.insert("cache-control".to_owned(), value);
+    }
+    for (name, value) in &response.http_headers {
+        headers.insert(
+            name.as_str().to_owned(),
+            value.to_str().unwrap_or_default().to_owned(),
+        );
+    }
+    (
+        serde_json::to_value(&response).expect("responses serialize"),
+        headers,
+    )
+}
+
 /// The `extensions.code` of each error in a GraphQL response.
 pub fn codes(response: &serde_json::Value) -> Vec<String> {
     response["errors"]

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{
     ComplexObject, Context, EmptySubscription, ID, InputObject, Object, Request, Schema,
-    SimpleObject,
+    SchemaBuilder, SimpleObject,
 };
 use chrono::{DateTime, Utc};
+use switchyard_kit::cache::{self, CacheControlScope::Public, cacheControl};
 use switchyard_kit::id::parse_id;
 use switchyard_kit::loader::{RequestLoader, request_loader};
 use switchyard_kit::page::{Page, PageRequest, encode_cursor};
@@ -23,10 +24,14 @@ pub type PostsSchema = Schema<Query, Mutation, EmptySubscription>;
 pub type PostConnection = Connection<String, Post>;
 
 pub fn schema() -> PostsSchema {
+    schema_builder().finish()
+}
+
+/// The schema before `finish()`, for tests that add an extension.
+pub fn schema_builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
         .extension(ErrorCodes)
-        .finish()
 }
 
 /// Adds this request's session and loaders.
@@ -55,6 +60,10 @@ pub struct User {
 #[ComplexObject]
 impl User {
     /// The user's posts, newest first.
+    #[graphql(
+        cache_control(max_age = 30),
+        directive = cacheControl::apply(30, Public)
+    )]
     async fn posts(
         &self,
         ctx: &Context<'_>,
@@ -65,7 +74,10 @@ impl User {
         let page = PageRequest::parse(first, after.as_deref())?;
         let loader = ctx.data_unchecked::<RequestLoader<AuthorPostsLoader, AuthorPage>>();
         let found = loader.load_one(AuthorPage { author_id, page }).await?;
+        // The list changes when this user posts or deletes a post.
+        cache::tag(ctx, "User", author_id);
         Ok(connection(
+            ctx,
             found.unwrap_or(Page {
                 rows: vec![],
                 has_next_page: false,
@@ -78,7 +90,18 @@ impl User {
 /// Something a user wrote.
 pub struct Post(post::Model);
 
-#[Object]
+impl Post {
+    /// Every `Post` a query returns is made here, so its response is tagged with it.
+    fn loaded(ctx: &Context<'_>, model: post::Model) -> Self {
+        cache::tag(ctx, "Post", model.id);
+        Post(model)
+    }
+}
+
+#[Object(
+    cache_control(max_age = 30),
+    directive = cacheControl::apply(30, Public)
+)]
 impl Post {
     async fn id(&self) -> ID {
         gql_id(self.0.id)
@@ -99,12 +122,12 @@ impl Post {
     }
 }
 
-fn connection(page: Page<post::Model>, request: PageRequest) -> PostConnection {
+fn connection(ctx: &Context<'_>, page: Page<post::Model>, request: PageRequest) -> PostConnection {
     let mut conn = Connection::new(request.before_id.is_some(), page.has_next_page);
     conn.edges.extend(
         page.rows
             .into_iter()
-            .map(|p| Edge::new(encode_cursor(p.id), Post(p))),
+            .map(|p| Edge::new(encode_cursor(p.id), Post::loaded(ctx, p))),
     );
     conn
 }
@@ -118,12 +141,17 @@ impl Query {
         let id = parse_id(&id, shard_count(ctx))?;
         let loader = ctx.data_unchecked::<RequestLoader<PostLoader, i64>>();
         match loader.load_one(id).await? {
-            Some(p) => Ok(Some(Post(p))),
+            Some(p) => Ok(Some(Post::loaded(ctx, p))),
             None => Err(ApiError::not_found(format!("no post with id {id}"))),
         }
     }
 
-    /// Every user's posts, newest first, across all shards.
+    /// Every user's posts, newest first, across all shards. Cached briefly rather than
+    /// invalidated: every new post would otherwise empty every cached feed.
+    #[graphql(
+        cache_control(max_age = 10),
+        directive = cacheControl::apply(10, Public)
+    )]
     async fn feed(
         &self,
         ctx: &Context<'_>,
@@ -131,7 +159,7 @@ impl Query {
         #[graphql(desc = "An `endCursor` from the previous page.")] after: Option<String>,
     ) -> ApiResult<PostConnection> {
         let page = PageRequest::parse(first, after.as_deref())?;
-        Ok(connection(repo::feed(session(ctx), page).await?, page))
+        Ok(connection(ctx, repo::feed(session(ctx), page).await?, page))
     }
 
     /// Federation: `User` references get their `posts` here; no lookup needed.
@@ -146,7 +174,7 @@ impl Query {
     async fn find_post_by_id(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Post>> {
         let id = parse_id(&id, shard_count(ctx))?;
         let loader = ctx.data_unchecked::<RequestLoader<PostLoader, i64>>();
-        Ok(loader.load_one(id).await?.map(Post))
+        Ok(loader.load_one(id).await?.map(|p| Post::loaded(ctx, p)))
     }
 }
 
@@ -169,9 +197,9 @@ impl Mutation {
         let author_id = switchyard_kit::viewer(ctx).require_user()?;
         let body = repo::body(&input.body)?;
         let media = repo::media_urls(&input.media_urls)?;
-        Ok(Post(
-            repo::create_post(session(ctx), author_id, body, media).await?,
-        ))
+        let post = repo::create_post(session(ctx), author_id, body, media).await?;
+        cache::invalidate(ctx, "User", author_id);
+        Ok(Post(post))
     }
 
     /// Deletes one of the signed-in user's posts; `NOT_FOUND` when there is none.
@@ -188,6 +216,8 @@ impl Mutation {
         if repo::delete_post(session(ctx), parsed).await? {
             ctx.data_unchecked::<RequestLoader<PostLoader, i64>>()
                 .forget(&parsed);
+            cache::invalidate(ctx, "Post", parsed);
+            cache::invalidate(ctx, "User", post.author_id);
             Ok(id)
         } else {
             Err(ApiError::not_found(format!("no post with id {parsed}")))

@@ -374,3 +374,105 @@ async fn oversized_bodies_are_refused() {
         .unwrap();
     assert_eq!(response.status(), 413);
 }
+
+/// Every type's and field's `cache_control(..)` agrees with its `@cacheControl` in the schema.
+#[tokio::test]
+async fn cache_hints_match_the_schema() {
+    let problems =
+        switchyard_kit::cache::check_hints(switchyard_posts::schema::schema_builder()).await;
+    assert!(problems.is_empty(), "{problems:#?}");
+    let sdl = switchyard_posts::sdl();
+    assert!(
+        sdl.contains("@cacheControl(maxAge: 30, scope: PUBLIC)"),
+        "{sdl}"
+    );
+    assert!(
+        sdl.contains("@composeDirective(name: \"@cacheControl\")"),
+        "{sdl}"
+    );
+}
+
+/// Responses carry the hint of what they selected and the tags of the posts they hold;
+/// mutations name the entities they changed.
+#[tokio::test]
+async fn responses_carry_cache_hints_and_tags() {
+    use switchyard_kit::testing::execute_with_cache_headers;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(StoreConfig::sqlite(dir.path(), "hints", 4)).await;
+    let author = authors(1)[0];
+    let first = create(&store, author, "one").await;
+    let second = create(&store, author, "two").await;
+    let run = |viewer: Viewer, query: &'static str, vars: Value| {
+        let store = store.clone();
+        async move { execute_with_cache_headers(&schema(), prepare, &store, viewer, query, vars).await }
+    };
+
+    // The feed's own hint (10 s) is below Post's (30 s); tags name every post, selected id or not.
+    let (r, headers) = run(
+        Viewer::anonymous(),
+        "{ feed(first: 10) { edges { node { body } } } }",
+        json!({}),
+    )
+    .await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(headers["cache-control"], "max-age=10");
+    assert_eq!(
+        headers["x-switchyard-cache-tags"],
+        format!("Post:{first} Post:{second}")
+    );
+
+    let (_, headers) = run(
+        Viewer::anonymous(),
+        "query($id: ID!) { post(id: $id) { body } }",
+        json!({"id": first}),
+    )
+    .await;
+    assert_eq!(headers["cache-control"], "max-age=30");
+    assert_eq!(headers["x-switchyard-cache-tags"], format!("Post:{first}"));
+
+    // A user's list is tagged with the user: their next post must drop it.
+    let (_, headers) = run(
+        Viewer::anonymous(),
+        "query($r: [_Any!]!) { _entities(representations: $r) { ... on User { posts(first: 5) { nodes { id } } } } }",
+        json!({"r": [{"__typename": "User", "id": author.to_string()}]}),
+    )
+    .await;
+    assert_eq!(headers["cache-control"], "max-age=30");
+    assert!(
+        headers["x-switchyard-cache-tags"].contains(&format!("User:{author}")),
+        "{headers:?}"
+    );
+
+    // Errors are never cacheable: no hint, no tags.
+    let (r, headers) = run(
+        Viewer::anonymous(),
+        "{ post(id: \"12\") { body } }",
+        json!({}),
+    )
+    .await;
+    assert!(!r["errors"].is_null());
+    assert!(!headers.contains_key("cache-control"), "{headers:?}");
+    assert!(!headers.contains_key("x-switchyard-cache-tags"));
+
+    let (_, headers) = run(
+        Viewer::user(author),
+        CREATE,
+        json!({"input": {"body": "three"}}),
+    )
+    .await;
+    assert_eq!(
+        headers["x-switchyard-cache-invalidate"],
+        format!("User:{author}")
+    );
+    let (r, headers) = run(
+        Viewer::user(author),
+        "mutation($id: ID!) { deletePost(id: $id) }",
+        json!({"id": first}),
+    )
+    .await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(
+        headers["x-switchyard-cache-invalidate"],
+        format!("Post:{first} User:{author}")
+    );
+}

@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-use tokio::sync::Mutex;
+use crate::plugins::redis_connection::RedisConnection;
 
 use super::gcra::{Decision, Quota};
 
@@ -28,57 +27,33 @@ return {1, remaining, used, 0}
 "#;
 
 pub struct RedisBackend {
-    client: redis::Client,
+    redis: RedisConnection,
     prefix: String,
-    timeout: Duration,
     script: redis::Script,
-    connection: Mutex<Option<ConnectionManager>>,
 }
 
 impl RedisBackend {
     pub fn new(url: &str, prefix: String, timeout: Duration) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("redis url {url:?}: {e}"))?;
         Ok(Self {
-            client,
+            redis: RedisConnection::new(url, timeout)?,
             prefix,
-            timeout,
             script: redis::Script::new(SCRIPT),
-            connection: Mutex::new(None),
         })
-    }
-
-    async fn connection(&self) -> Result<ConnectionManager, String> {
-        let mut slot = self.connection.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            return Ok(conn.clone());
-        }
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(0);
-        let conn = tokio::time::timeout(
-            self.timeout * 2,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| "connecting to redis timed out".to_owned())?
-        .map_err(|e| format!("connecting to redis: {e}"))?;
-        *slot = Some(conn.clone());
-        Ok(conn)
     }
 
     /// One check, or why Redis could not answer in time.
     pub async fn check(&self, key: &str, quota: &Quota) -> Result<Decision, String> {
-        let mut conn = self.connection().await?;
-        let mut invocation = self.script.key(format!("{}{key}", self.prefix));
-        invocation
-            .arg(quota.emission_ms())
-            .arg(quota.tolerance_ms());
-        let reply: Vec<i64> =
-            tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn))
-                .await
-                .map_err(|_| "redis did not answer in time".to_owned())?
-                .map_err(|e| format!("redis: {e}"))?;
+        let key = format!("{}{key}", self.prefix);
+        let reply: Vec<i64> = self
+            .redis
+            .run(false, |mut conn| async move {
+                let mut invocation = self.script.key(key);
+                invocation
+                    .arg(quota.emission_ms())
+                    .arg(quota.tolerance_ms());
+                invocation.invoke_async(&mut conn).await
+            })
+            .await?;
         let [allowed, remaining, reset, retry] = reply[..] else {
             return Err(format!("unexpected redis reply {reply:?}"));
         };

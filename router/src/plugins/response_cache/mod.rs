@@ -1,0 +1,759 @@
+//! `switchyard.response_cache`: whole-response caching for queries, driven by the cache hints
+//! subgraphs send (`Cache-Control`, computed from `@cacheControl`), with two levels (an
+//! in-process LRU bounded by bytes, in front of Redis shared by every replica), single flight
+//! for concurrent misses, tag invalidation (subgraph mutations, an admin endpoint, Redis
+//! pub/sub), and `Cache-Control`/`Age` on responses so CDNs can serve public persisted GETs.
+//!
+//! Runs last in `supergraph_service`: by then persisted ids are expanded, the JWT is
+//! verified (the user id is known), limits have passed, and apollo-router has parsed the
+//! operation (its kind is known). A hit skips query planning and every subgraph.
+//!
+//! A response is cached only when all of this holds: the operation is a query; the response
+//! is complete (not incremental), has data and no errors; every subgraph response carried a
+//! usable hint (or `default_max_age` is set); and a PRIVATE response has a signed-in user to
+//! key it by. Everything the router did not cache is sent with `Cache-Control: no-store`.
+
+pub mod entry;
+pub mod flight;
+pub mod hints;
+pub mod invalidation;
+pub mod key;
+pub mod memory;
+pub mod redis_level;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apollo_router::graphql;
+use apollo_router::layers::ServiceBuilderExt;
+use apollo_router::plugin::{Plugin, PluginInit};
+use apollo_router::register_plugin;
+use apollo_router::services::{subgraph, supergraph};
+use apollo_router::{Context, Endpoint, ListenAddr};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use http::{HeaderValue, StatusCode};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, MeterProvider, ObservableGauge};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tower::{BoxError, ServiceBuilder, ServiceExt};
+
+use self::entry::{Entry, Meta, now_ms};
+use self::flight::{Flights, Role};
+use self::hints::{INVALIDATE_HEADER, RequestHints};
+use self::key::KeyParts;
+use self::memory::{Lookup, MemoryLevel};
+use self::redis_level::RedisLevel;
+use crate::plugins::background::AbortOnDrop;
+use crate::plugins::persisted_queries::CONTEXT_OPERATION_ID;
+
+/// Configuration of `switchyard.response_cache`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseCacheConfig {
+    /// Off: responses pass through untouched.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Byte budget of the in-process level (per router process).
+    #[serde(default = "default_memory_bytes")]
+    pub memory_bytes: usize,
+    /// The level shared by every replica, and the invalidation channel. In-process only when
+    /// absent (one router, or replicas that may serve each other's stale entries until
+    /// they expire).
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+    /// Age given to a subgraph response that has no `Cache-Control`. Absent: such a response
+    /// is not cached, so nothing is cached by accident.
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub default_max_age: Option<Duration>,
+    /// Longest a response is kept, whatever the hints say.
+    #[serde(default = "default_max_ttl", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub max_ttl: Duration,
+    /// The admin endpoint that invalidates by tag; none when absent.
+    #[serde(default)]
+    pub invalidation: Option<InvalidationConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Prefix of every key this plugin writes.
+    #[serde(default = "default_prefix")]
+    pub key_prefix: String,
+    /// The pub/sub channel invalidations travel on.
+    #[serde(default = "default_channel")]
+    pub channel: String,
+    /// Longest wait for Redis before carrying on without it.
+    #[serde(default = "default_redis_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidationConfig {
+    /// Where the endpoint listens; keep it off the public listener (e.g. 127.0.0.1:8089).
+    #[schemars(with = "String")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_invalidation_path")]
+    pub path: String,
+    /// The bearer token callers must send; at least 16 characters.
+    pub token: String,
+}
+
+fn enabled() -> bool {
+    true
+}
+fn default_memory_bytes() -> usize {
+    64 * 1024 * 1024
+}
+fn default_max_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_prefix() -> String {
+    "switchyard:rc:".into()
+}
+fn default_channel() -> String {
+    "switchyard:rc:invalidations".into()
+}
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_invalidation_path() -> String {
+    "/invalidation".into()
+}
+
+/// Context keys set by apollo-router and by `switchyard.jwt_auth`.
+const CONTEXT_OPERATION_KIND: &str = "apollo::supergraph::operation_kind";
+const CONTEXT_USER: &str = "switchyard::auth::user_id";
+const CLIENT_NAME_HEADER: &str = "apollographql-client-name";
+
+/// How long an invalidated tag is remembered, so a response computed while it was being
+/// invalidated is not stored (longer than any request may take).
+const INVALIDATION_MEMORY: Duration = Duration::from_secs(60);
+
+pub struct Cache {
+    memory: Arc<MemoryLevel>,
+    redis: Option<Arc<RedisLevel>>,
+    flights: Arc<Flights>,
+    default_max_age: Option<u32>,
+    max_ttl: u32,
+    /// Tag → when it was last invalidated (unix ms).
+    invalidated_at: Mutex<HashMap<String, u64>>,
+    metrics: Metrics,
+}
+
+struct Metrics {
+    lookups: Counter<u64>,
+    stale: Counter<u64>,
+    stores: Counter<u64>,
+    stored_bytes: Counter<u64>,
+    uncacheable: Counter<u64>,
+    evictions: Counter<u64>,
+    invalidations: Counter<u64>,
+    invalidated_entries: Counter<u64>,
+    redis_errors: Counter<u64>,
+}
+
+pub struct ResponseCache {
+    cache: Option<Arc<Cache>>,
+    endpoint: Option<(ListenAddr, Endpoint)>,
+    _listener: Option<AbortOnDrop>,
+    _memory_gauge: Option<ObservableGauge<u64>>,
+}
+
+/// What the request's key is, before its scope is known.
+struct Plan {
+    public_key: String,
+    private_key: Option<String>,
+    user: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl Plugin for ResponseCache {
+    type Config = ResponseCacheConfig;
+
+    async fn new(init: PluginInit<Self::Config>) -> Result<Self, BoxError> {
+        let config = init.config;
+        let fail = |e: String| -> BoxError { format!("switchyard.response_cache: {e}").into() };
+        if !config.enabled {
+            return Ok(Self {
+                cache: None,
+                endpoint: None,
+                _listener: None,
+                _memory_gauge: None,
+            });
+        }
+        if config.memory_bytes < 1024 {
+            return Err(fail("memory_bytes must be at least 1024".into()));
+        }
+        let whole_seconds = |d: Duration, what: &str| -> Result<u32, BoxError> {
+            let secs = d.as_secs();
+            if secs == 0 || d.subsec_nanos() != 0 || secs > u64::from(u32::MAX) {
+                return Err(fail(format!(
+                    "{what} must be a whole number of seconds, at least 1s"
+                )));
+            }
+            Ok(secs as u32)
+        };
+        let max_ttl = whole_seconds(config.max_ttl, "max_ttl")?;
+        let default_max_age = config
+            .default_max_age
+            .map(|d| whole_seconds(d, "default_max_age"))
+            .transpose()?;
+        let redis = match &config.redis {
+            Some(r) => Some(Arc::new(
+                RedisLevel::new(&r.url, r.key_prefix.clone(), r.channel.clone(), r.timeout)
+                    .map_err(fail)?,
+            )),
+            None => None,
+        };
+        let meter = apollo_router::metrics::meter_provider().meter("switchyard");
+        let counter = |name: &'static str, description: &'static str| {
+            meter
+                .u64_counter(name)
+                .with_description(description)
+                .build()
+        };
+        let metrics = Metrics {
+            lookups: counter(
+                "switchyard.response_cache.lookups",
+                "Cacheable requests, by result (hit, miss, coalesced) and level",
+            ),
+            stale: counter(
+                "switchyard.response_cache.stale",
+                "Lookups that found an expired in-process entry",
+            ),
+            stores: counter(
+                "switchyard.response_cache.stores",
+                "Responses stored, by scope",
+            ),
+            stored_bytes: counter(
+                "switchyard.response_cache.stored_bytes",
+                "Bytes of responses stored",
+            ),
+            uncacheable: counter(
+                "switchyard.response_cache.uncacheable",
+                "Responses not stored, by reason",
+            ),
+            evictions: counter(
+                "switchyard.response_cache.evictions",
+                "In-process entries evicted to stay within memory_bytes",
+            ),
+            invalidations: counter(
+                "switchyard.response_cache.invalidations",
+                "Tags invalidated, by source (subgraph, admin, pubsub)",
+            ),
+            invalidated_entries: counter(
+                "switchyard.response_cache.invalidated_entries",
+                "Entries dropped by invalidations, by level",
+            ),
+            redis_errors: counter(
+                "switchyard.response_cache.redis_errors",
+                "Redis calls that failed or timed out, by operation",
+            ),
+        };
+        let memory = Arc::new(MemoryLevel::new(config.memory_bytes));
+        let cache = Arc::new(Cache {
+            memory: memory.clone(),
+            redis,
+            flights: Arc::new(Flights::default()),
+            default_max_age,
+            max_ttl,
+            invalidated_at: Mutex::new(HashMap::new()),
+            metrics,
+        });
+        let gauge_memory = memory.clone();
+        let memory_gauge = meter
+            .u64_observable_gauge("switchyard.response_cache.memory_bytes")
+            .with_description("Bytes held by the in-process level")
+            .with_callback(move |observer| observer.observe(gauge_memory.bytes() as u64, &[]))
+            .build();
+        let listener = cache.redis.as_ref().map(|redis| {
+            let on_message = {
+                let cache = cache.clone();
+                move |tags: &[String], dropped: u64| {
+                    cache.remember_invalidated(tags);
+                    cache
+                        .metrics
+                        .invalidations
+                        .add(tags.len() as u64, &[KeyValue::new("source", "pubsub")]);
+                    cache
+                        .metrics
+                        .invalidated_entries
+                        .add(dropped, &[KeyValue::new("level", "memory")]);
+                }
+            };
+            let on_error = {
+                let cache = cache.clone();
+                move |e: &str| {
+                    cache
+                        .metrics
+                        .redis_errors
+                        .add(1, &[KeyValue::new("operation", "subscribe")]);
+                    tracing::warn!("switchyard.response_cache: invalidation channel: {e}");
+                }
+            };
+            redis.listen(memory.clone(), on_message, on_error)
+        });
+        let endpoint = match &config.invalidation {
+            Some(invalidation) => {
+                if invalidation.token.len() < 16 {
+                    return Err(fail(
+                        "invalidation.token must be at least 16 characters".into(),
+                    ));
+                }
+                if !invalidation.path.starts_with('/') {
+                    return Err(fail("invalidation.path must start with /".into()));
+                }
+                Some((
+                    ListenAddr::SocketAddr(invalidation.listen),
+                    invalidation::endpoint(cache.clone(), invalidation),
+                ))
+            }
+            None => None,
+        };
+        Ok(Self {
+            cache: Some(cache),
+            endpoint,
+            _listener: listener,
+            _memory_gauge: Some(memory_gauge),
+        })
+    }
+
+    fn supergraph_service(&self, service: supergraph::BoxService) -> supergraph::BoxService {
+        let Some(cache) = self.cache.clone() else {
+            return service;
+        };
+        let inner: Inner = ServiceBuilder::new()
+            .buffered()
+            .service(service)
+            .boxed_clone();
+        tower::service_fn(move |request: supergraph::Request| {
+            let cache = cache.clone();
+            let inner = inner.clone();
+            async move { cache.serve(request, inner).await }
+        })
+        .boxed()
+    }
+
+    fn subgraph_service(&self, _name: &str, service: subgraph::BoxService) -> subgraph::BoxService {
+        let Some(cache) = self.cache.clone() else {
+            return service;
+        };
+        ServiceBuilder::new()
+            .and_then(move |response: subgraph::Response| {
+                let cache = cache.clone();
+                async move {
+                    cache.on_subgraph_response(&response).await;
+                    Ok(response)
+                }
+            })
+            .service(service)
+            .boxed()
+    }
+
+    fn web_endpoints(&self) -> multimap::MultiMap<ListenAddr, Endpoint> {
+        let mut endpoints = multimap::MultiMap::new();
+        if let Some((listen, endpoint)) = &self.endpoint {
+            endpoints.insert(listen.clone(), endpoint.clone());
+        }
+        endpoints
+    }
+}
+
+/// The rest of the pipeline, as a cloneable service (boxed: naming the buffer's own type
+/// trips rustc's higher-ranked `Send` checks on the futures that hold it).
+type Inner = tower::util::BoxCloneService<supergraph::Request, supergraph::Response, BoxError>;
+
+impl Cache {
+    async fn serve(
+        self: Arc<Self>,
+        request: supergraph::Request,
+        inner: Inner,
+    ) -> Result<supergraph::Response, BoxError> {
+        let Some(plan) = self.plan(&request) else {
+            let mut response = inner.oneshot(request).await?;
+            no_store(&mut response.response);
+            return Ok(response);
+        };
+        let context = request.context.clone();
+        if let Some(hit) = self.lookup(&plan).await {
+            return self.respond(hit, context);
+        }
+        let flight_key = format!("{}:{}", plan.public_key, plan.user.as_deref().unwrap_or(""));
+        match self.flights.join(&flight_key) {
+            Role::Follower(receiver) => {
+                if let Some(entry) = flight::wait(receiver).await {
+                    self.count_lookup("coalesced", "flight");
+                    return self.respond(entry, context);
+                }
+                self.count_lookup("miss", "none");
+                self.fill(&plan, request, inner)
+                    .await
+                    .map(|(response, _)| response)
+            }
+            Role::Leader(leader) => {
+                self.count_lookup("miss", "none");
+                let (response, entry) = self.fill(&plan, request, inner).await?;
+                leader.finish(entry);
+                Ok(response)
+            }
+        }
+    }
+
+    /// The keys of a cacheable request; `None` for mutations, subscriptions and requests
+    /// apollo-router did not parse.
+    fn plan(&self, request: &supergraph::Request) -> Option<Plan> {
+        let kind = request
+            .context
+            .get::<_, String>(CONTEXT_OPERATION_KIND)
+            .ok()
+            .flatten()?;
+        if kind != "query" {
+            return None;
+        }
+        let body = request.supergraph_request.body();
+        let document = body.query.as_deref()?;
+        let persisted_id = request
+            .context
+            .get::<_, String>(CONTEXT_OPERATION_ID)
+            .ok()
+            .flatten();
+        let client = request
+            .supergraph_request
+            .headers()
+            .get(CLIENT_NAME_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let public_key = key::public_key(&KeyParts {
+            persisted_id: persisted_id.as_deref(),
+            document,
+            operation_name: body.operation_name.as_deref(),
+            variables: &body.variables,
+            client,
+        });
+        let user = request
+            .context
+            .get::<_, String>(CONTEXT_USER)
+            .ok()
+            .flatten();
+        let private_key = user.as_deref().map(|u| key::private_key(&public_key, u));
+        Some(Plan {
+            public_key,
+            private_key,
+            user,
+        })
+    }
+
+    /// The in-process level, then Redis (which refills the in-process level).
+    fn lookup<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Option<Arc<Entry>>> {
+        Box::pin(async move {
+            let now = now_ms();
+            let keys: Vec<String> = std::iter::once(plan.public_key.clone())
+                .chain(plan.private_key.clone())
+                .collect();
+            for key in &keys {
+                match self.memory.get(key, now) {
+                    Lookup::Fresh(entry) => {
+                        self.count_lookup("hit", "memory");
+                        return Some(entry);
+                    }
+                    Lookup::Stale => self.metrics.stale.add(1, &[]),
+                    Lookup::Missing => {}
+                }
+            }
+            let redis = self.redis.as_ref()?;
+            match redis.get(keys.clone()).await {
+                Ok(Some((index, entry))) if entry.is_fresh(now) => {
+                    let entry = Arc::new(entry);
+                    self.put_memory(keys[index].clone(), entry.clone());
+                    self.count_lookup("hit", "redis");
+                    Some(entry)
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    self.redis_error("get", &e);
+                    None
+                }
+            }
+        })
+    }
+
+    /// Runs the request and stores its response when it may be.
+    fn fill<'a>(
+        &'a self,
+        plan: &'a Plan,
+        request: supergraph::Request,
+        inner: Inner,
+    ) -> BoxFuture<'a, Result<(supergraph::Response, Option<Arc<Entry>>), BoxError>> {
+        Box::pin(async move {
+            let started = now_ms();
+            request
+                .context
+                .extensions()
+                .with_lock(|e| e.insert(RequestHints::default()));
+            let mut response = inner.oneshot(request).await?;
+            let first = response.next_response().await;
+            let status = response.response.status();
+            let headers = response.response.headers_mut();
+            let hints = response
+                .context
+                .extensions()
+                .with_lock(|e| e.get::<RequestHints>().cloned())
+                .unwrap_or_default();
+            let entry = match self.decide(status, first.as_ref(), &hints, plan) {
+                Ok((max_age, private)) => {
+                    let body = serde_json::to_vec(first.as_ref().expect("decided on a response"))?;
+                    let entry = Arc::new(Entry {
+                        meta: Meta {
+                            stored_at_ms: now_ms(),
+                            max_age,
+                            private,
+                            tags: hints.tags.into_iter().collect(),
+                        },
+                        body: body.into(),
+                    });
+                    set_cache_headers(headers, &entry, now_ms());
+                    if self.invalidated_since(&entry.meta.tags, started) {
+                        self.metrics
+                            .uncacheable
+                            .add(1, &[KeyValue::new("reason", "invalidated_while_running")]);
+                    } else {
+                        let key = match (private, &plan.private_key) {
+                            (true, Some(private_key)) => private_key.clone(),
+                            _ => plan.public_key.clone(),
+                        };
+                        self.store(key, entry.clone());
+                    }
+                    Some(entry)
+                }
+                Err(reason) => {
+                    self.metrics
+                        .uncacheable
+                        .add(1, &[KeyValue::new("reason", reason)]);
+                    tracing::debug!(reason, "switchyard.response_cache: response not cached");
+                    no_store_headers(headers);
+                    None
+                }
+            };
+            let response = response.map(|rest| futures::stream::iter(first).chain(rest).boxed());
+            Ok((response, entry))
+        })
+    }
+
+    /// The time to live and scope of a response, or why it is not cached.
+    fn decide(
+        &self,
+        status: StatusCode,
+        response: Option<&graphql::Response>,
+        hints: &RequestHints,
+        plan: &Plan,
+    ) -> Result<(u32, bool), &'static str> {
+        let response = response.ok_or("empty")?;
+        if status != StatusCode::OK {
+            return Err("status");
+        }
+        if response.has_next == Some(true)
+            || response.subscribed.is_some()
+            || !response.incremental.is_empty()
+        {
+            return Err("incremental");
+        }
+        if !response.errors.is_empty() {
+            return Err("errors");
+        }
+        if response.data.as_ref().is_none_or(|d| d.is_null()) {
+            return Err("no_data");
+        }
+        if let Some(refused) = hints.refused {
+            tracing::debug!(
+                refused,
+                "switchyard.response_cache: a subgraph refused caching"
+            );
+            return Err("subgraph_refused");
+        }
+        let max_age = match (hints.fetches, hints.max_age) {
+            (0, _) => self.default_max_age.ok_or("no_subgraph_fetch")?,
+            (_, Some(age)) => age,
+            (_, None) => return Err("no_hint"),
+        };
+        if hints.private && plan.user.is_none() {
+            return Err("private_without_user");
+        }
+        Ok((max_age.min(self.max_ttl), hints.private))
+    }
+
+    fn store(&self, key: String, entry: Arc<Entry>) {
+        let scope = if entry.meta.private {
+            "private"
+        } else {
+            "public"
+        };
+        self.metrics.stores.add(1, &[KeyValue::new("scope", scope)]);
+        self.metrics.stored_bytes.add(entry.body.len() as u64, &[]);
+        self.put_memory(key.clone(), entry.clone());
+        if let Some(redis) = self.redis.clone() {
+            let metrics_errors = self.metrics.redis_errors.clone();
+            tokio::spawn(async move {
+                if let Err(e) = redis.put(&key, &entry, now_ms()).await {
+                    metrics_errors.add(1, &[KeyValue::new("operation", "put")]);
+                    tracing::warn!("switchyard.response_cache: storing in redis: {e}");
+                }
+            });
+        }
+    }
+
+    fn put_memory(&self, key: String, entry: Arc<Entry>) {
+        let evicted = self.memory.put(key, entry);
+        if evicted > 0 {
+            self.metrics.evictions.add(evicted, &[]);
+        }
+    }
+
+    fn respond(
+        &self,
+        entry: Arc<Entry>,
+        context: Context,
+    ) -> Result<supergraph::Response, BoxError> {
+        let cached: graphql::Response = serde_json::from_slice(&entry.body)?;
+        let mut response = supergraph::Response::builder()
+            .and_data(cached.data)
+            .extensions(cached.extensions)
+            .context(context)
+            .build()?;
+        set_cache_headers(response.response.headers_mut(), &entry, now_ms());
+        Ok(response)
+    }
+
+    /// Records hints and tags for the request being filled, and applies the invalidations a
+    /// mutation announces (before its response goes on, so the client's next read is fresh).
+    async fn on_subgraph_response(&self, response: &subgraph::Response) {
+        let headers = response.response.headers();
+        response.context.extensions().with_lock(|e| {
+            if let Some(hints) = e.get_mut::<RequestHints>() {
+                hints.record(headers, self.default_max_age);
+            }
+        });
+        let tags: Vec<String> = hints::tags(headers, INVALIDATE_HEADER).collect();
+        if !tags.is_empty() {
+            let _ = self.invalidate(tags, "subgraph").await;
+        }
+    }
+
+    /// Drops the tags' entries here and in Redis, and tells the other replicas. Returns the
+    /// entries dropped in memory and in Redis, or the Redis error (memory is done either way).
+    pub async fn invalidate(
+        &self,
+        tags: Vec<String>,
+        source: &'static str,
+    ) -> (u64, Result<u64, String>) {
+        self.remember_invalidated(&tags);
+        let in_memory = self.memory.invalidate(tags.iter().map(String::as_str));
+        self.metrics
+            .invalidations
+            .add(tags.len() as u64, &[KeyValue::new("source", source)]);
+        self.metrics
+            .invalidated_entries
+            .add(in_memory, &[KeyValue::new("level", "memory")]);
+        let in_redis = match &self.redis {
+            None => Ok(0),
+            Some(redis) => match redis.invalidate(&tags).await {
+                Ok(n) => {
+                    self.metrics
+                        .invalidated_entries
+                        .add(n, &[KeyValue::new("level", "redis")]);
+                    Ok(n)
+                }
+                Err(e) => {
+                    self.redis_error("invalidate", &e);
+                    Err(e)
+                }
+            },
+        };
+        (in_memory, in_redis)
+    }
+
+    fn remember_invalidated(&self, tags: &[String]) {
+        let now = now_ms();
+        let mut at = self
+            .invalidated_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if at.len() > 10_000 {
+            let horizon = now.saturating_sub(INVALIDATION_MEMORY.as_millis() as u64);
+            at.retain(|_, t| *t >= horizon);
+        }
+        for tag in tags {
+            at.insert(tag.clone(), now);
+        }
+    }
+
+    fn invalidated_since(&self, tags: &[String], since_ms: u64) -> bool {
+        let at = self
+            .invalidated_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        !at.is_empty()
+            && tags
+                .iter()
+                .any(|t| at.get(t).is_some_and(|when| *when >= since_ms))
+    }
+
+    fn count_lookup(&self, result: &'static str, level: &'static str) {
+        self.metrics.lookups.add(
+            1,
+            &[
+                KeyValue::new("result", result),
+                KeyValue::new("level", level),
+            ],
+        );
+    }
+
+    fn redis_error(&self, operation: &'static str, error: &str) {
+        self.metrics
+            .redis_errors
+            .add(1, &[KeyValue::new("operation", operation)]);
+        tracing::warn!(
+            "switchyard.response_cache: redis {operation} failed, carrying on without it: {error}"
+        );
+    }
+}
+
+/// `Cache-Control` and `Age` for a cached response, and `Vary` on the client name (part of
+/// the key), so a CDN keeps one copy per client app.
+fn set_cache_headers(headers: &mut http::HeaderMap, entry: &Entry, now: u64) {
+    let scope = if entry.meta.private {
+        "private"
+    } else {
+        "public"
+    };
+    let value = format!("{scope}, max-age={}", entry.meta.max_age);
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_str(&value).expect("ascii"),
+    );
+    headers.insert(http::header::AGE, HeaderValue::from(entry.age_secs(now)));
+    headers.append(
+        http::header::VARY,
+        HeaderValue::from_static(CLIENT_NAME_HEADER),
+    );
+}
+
+fn no_store_headers(headers: &mut http::HeaderMap) {
+    headers
+        .entry(http::header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+}
+
+fn no_store(response: &mut http::Response<graphql::ResponseStream>) {
+    no_store_headers(response.headers_mut());
+}
+
+register_plugin!("switchyard", "response_cache", ResponseCache);
