@@ -44,7 +44,7 @@ impl Flights {
         })
     }
 
-    pub fn len(&self) -> usize {
+    pub fn in_flight(&self) -> usize {
         self.inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -119,7 +119,7 @@ mod tests {
         for waiter in waiters {
             assert!(waiter.await.unwrap().is_some());
         }
-        assert_eq!(flights.len(), 0);
+        assert_eq!(flights.in_flight(), 0);
         assert!(matches!(flights.join("k"), Role::Leader(_)));
     }
 
@@ -132,6 +132,6 @@ mod tests {
         };
         drop(leader);
         assert!(wait(rx).await.is_none());
-        assert_eq!(flights.len(), 0);
+        assert_eq!(flights.in_flight(), 0);
     }
 }

@@ -117,7 +117,7 @@ impl MemoryLevel {
         self.lock().bytes
     }
 
-    pub fn len(&self) -> usize {
+    pub fn entry_count(&self) -> usize {
         self.lock().entries.len()
     }
 }
@@ -186,7 +186,7 @@ mod tests {
             memory.put("huge".into(), entry(0, &"x".repeat(one * 3), &[])),
             0
         );
-        assert_eq!(memory.len(), 2);
+        assert_eq!(memory.entry_count(), 2);
     }
 
     #[test]

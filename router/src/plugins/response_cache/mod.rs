@@ -33,7 +33,6 @@ use apollo_router::register_plugin;
 use apollo_router::services::{subgraph, supergraph};
 use apollo_router::{Context, Endpoint, ListenAddr};
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use http::{HeaderValue, StatusCode};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, MeterProvider, ObservableGauge};
@@ -453,99 +452,95 @@ impl Cache {
     }
 
     /// The in-process level, then Redis (which refills the in-process level).
-    fn lookup<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Option<Arc<Entry>>> {
-        Box::pin(async move {
-            let now = now_ms();
-            let keys: Vec<String> = std::iter::once(plan.public_key.clone())
-                .chain(plan.private_key.clone())
-                .collect();
-            for key in &keys {
-                match self.memory.get(key, now) {
-                    Lookup::Fresh(entry) => {
-                        self.count_lookup("hit", "memory");
-                        return Some(entry);
-                    }
-                    Lookup::Stale => self.metrics.stale.add(1, &[]),
-                    Lookup::Missing => {}
+    async fn lookup(&self, plan: &Plan) -> Option<Arc<Entry>> {
+        let now = now_ms();
+        let keys: Vec<String> = std::iter::once(plan.public_key.clone())
+            .chain(plan.private_key.clone())
+            .collect();
+        for key in &keys {
+            match self.memory.get(key, now) {
+                Lookup::Fresh(entry) => {
+                    self.count_lookup("hit", "memory");
+                    return Some(entry);
                 }
+                Lookup::Stale => self.metrics.stale.add(1, &[]),
+                Lookup::Missing => {}
             }
-            let redis = self.redis.as_ref()?;
-            match redis.get(keys.clone()).await {
-                Ok(Some((index, entry))) if entry.is_fresh(now) => {
-                    let entry = Arc::new(entry);
-                    self.put_memory(keys[index].clone(), entry.clone());
-                    self.count_lookup("hit", "redis");
-                    Some(entry)
-                }
-                Ok(_) => None,
-                Err(e) => {
-                    self.redis_error("get", &e);
-                    None
-                }
+        }
+        let redis = self.redis.as_ref()?;
+        match redis.get(keys.clone()).await {
+            Ok(Some((index, entry))) if entry.is_fresh(now) => {
+                let entry = Arc::new(entry);
+                self.put_memory(keys[index].clone(), entry.clone());
+                self.count_lookup("hit", "redis");
+                Some(entry)
             }
-        })
+            Ok(_) => None,
+            Err(e) => {
+                self.redis_error("get", &e);
+                None
+            }
+        }
     }
 
     /// Runs the request and stores its response when it may be.
-    fn fill<'a>(
-        &'a self,
-        plan: &'a Plan,
+    async fn fill(
+        &self,
+        plan: &Plan,
         request: supergraph::Request,
         inner: Inner,
-    ) -> BoxFuture<'a, Result<(supergraph::Response, Option<Arc<Entry>>), BoxError>> {
-        Box::pin(async move {
-            let started = now_ms();
-            request
-                .context
-                .extensions()
-                .with_lock(|e| e.insert(RequestHints::default()));
-            let mut response = inner.oneshot(request).await?;
-            let first = response.next_response().await;
-            let status = response.response.status();
-            let headers = response.response.headers_mut();
-            let hints = response
-                .context
-                .extensions()
-                .with_lock(|e| e.get::<RequestHints>().cloned())
-                .unwrap_or_default();
-            let entry = match self.decide(status, first.as_ref(), &hints, plan) {
-                Ok((max_age, private)) => {
-                    let body = serde_json::to_vec(first.as_ref().expect("decided on a response"))?;
-                    let entry = Arc::new(Entry {
-                        meta: Meta {
-                            stored_at_ms: now_ms(),
-                            max_age,
-                            private,
-                            tags: hints.tags.into_iter().collect(),
-                        },
-                        body: body.into(),
-                    });
-                    set_cache_headers(headers, &entry, now_ms());
-                    if self.invalidated_since(&entry.meta.tags, started) {
-                        self.metrics
-                            .uncacheable
-                            .add(1, &[KeyValue::new("reason", "invalidated_while_running")]);
-                    } else {
-                        let key = match (private, &plan.private_key) {
-                            (true, Some(private_key)) => private_key.clone(),
-                            _ => plan.public_key.clone(),
-                        };
-                        self.store(key, entry.clone());
-                    }
-                    Some(entry)
-                }
-                Err(reason) => {
+    ) -> Result<(supergraph::Response, Option<Arc<Entry>>), BoxError> {
+        let started = now_ms();
+        request
+            .context
+            .extensions()
+            .with_lock(|e| e.insert(RequestHints::default()));
+        let mut response = inner.oneshot(request).await?;
+        let first = response.next_response().await;
+        let status = response.response.status();
+        let headers = response.response.headers_mut();
+        let hints = response
+            .context
+            .extensions()
+            .with_lock(|e| e.get::<RequestHints>().cloned())
+            .unwrap_or_default();
+        let entry = match self.decide(status, first.as_ref(), &hints, plan) {
+            Ok((max_age, private)) => {
+                let body = serde_json::to_vec(first.as_ref().expect("decided on a response"))?;
+                let entry = Arc::new(Entry {
+                    meta: Meta {
+                        stored_at_ms: now_ms(),
+                        max_age,
+                        private,
+                        tags: hints.tags.into_iter().collect(),
+                    },
+                    body: body.into(),
+                });
+                set_cache_headers(headers, &entry, now_ms());
+                if self.invalidated_since(&entry.meta.tags, started) {
                     self.metrics
                         .uncacheable
-                        .add(1, &[KeyValue::new("reason", reason)]);
-                    tracing::debug!(reason, "switchyard.response_cache: response not cached");
-                    no_store_headers(headers);
-                    None
+                        .add(1, &[KeyValue::new("reason", "invalidated_while_running")]);
+                } else {
+                    let key = match (private, &plan.private_key) {
+                        (true, Some(private_key)) => private_key.clone(),
+                        _ => plan.public_key.clone(),
+                    };
+                    self.store(key, entry.clone());
                 }
-            };
-            let response = response.map(|rest| futures::stream::iter(first).chain(rest).boxed());
-            Ok((response, entry))
-        })
+                Some(entry)
+            }
+            Err(reason) => {
+                self.metrics
+                    .uncacheable
+                    .add(1, &[KeyValue::new("reason", reason)]);
+                tracing::debug!(reason, "switchyard.response_cache: response not cached");
+                no_store_headers(headers);
+                None
+            }
+        };
+        let response = response.map(|rest| futures::stream::iter(first).chain(rest).boxed());
+        Ok((response, entry))
     }
 
     /// The time to live and scope of a response, or why it is not cached.
@@ -757,3 +752,58 @@ fn no_store(response: &mut http::Response<graphql::ResponseStream>) {
 }
 
 register_plugin!("switchyard", "response_cache", ResponseCache);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<ResponseCacheConfig, String> {
+        serde_yaml::from_str(yaml).map_err(|e| e.to_string())
+    }
+
+    async fn start(yaml: &str) -> Result<ResponseCache, String> {
+        let config = parse(yaml)?;
+        ResponseCache::new(PluginInit::fake_builder().config(config).build())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_typo_names_the_key() {
+        let error = parse("memory_byte: 1024").unwrap_err();
+        assert!(error.contains("unknown field `memory_byte`"), "{error}");
+        let error = parse("redis: {url: redis://x, timout: 1s}").unwrap_err();
+        assert!(error.contains("unknown field `timout`"), "{error}");
+        let error = parse("max_ttl: soon").unwrap_err();
+        assert!(error.contains("max_ttl"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn bad_values_are_refused_with_the_reason() {
+        for (yaml, expected) in [
+            ("memory_bytes: 10", "memory_bytes must be at least 1024"),
+            (
+                "max_ttl: 1500ms",
+                "max_ttl must be a whole number of seconds",
+            ),
+            (
+                "default_max_age: 0s",
+                "default_max_age must be a whole number",
+            ),
+            (
+                "invalidation: {listen: 127.0.0.1:0, token: short}",
+                "invalidation.token must be at least 16 characters",
+            ),
+            (
+                "invalidation: {listen: 127.0.0.1:0, token: long-enough-token-123, path: nope}",
+                "invalidation.path must start with /",
+            ),
+            ("redis: {url: not-a-url}", "redis url"),
+        ] {
+            let error = start(yaml).await.err().unwrap_or_default();
+            assert!(error.contains(expected), "{yaml}: {error}");
+        }
+        assert!(start("{}").await.is_ok());
+        assert!(start("enabled: false").await.is_ok());
+    }
+}
