@@ -7,6 +7,16 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tokio::sync::Mutex;
 
+/// Why a call did not reach Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    /// Redis failed moments ago, and calls skip it for a while (not worth logging again).
+    #[error("redis failed moments ago; not retrying yet")]
+    Resting,
+    #[error("{0}")]
+    Failed(String),
+}
+
 pub struct RedisConnection {
     client: redis::Client,
     timeout: Duration,
@@ -58,16 +68,16 @@ impl RedisConnection {
         Ok(conn)
     }
 
-    /// Runs `call` on the connection within the timeout. Errors are strings for logs; after
-    /// one, Redis rests for a second when `rest_on_error` is set.
-    pub async fn run<T, F, Fut>(&self, rest_on_error: bool, call: F) -> Result<T, String>
+    /// Runs `call` on the connection within the timeout. After a failure, Redis rests for a
+    /// second when `rest_on_error` is set.
+    pub async fn run<T, F, Fut>(&self, rest_on_error: bool, call: F) -> Result<T, RedisError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>> + Send,
     {
         let now = now_ms();
         if rest_on_error && now < self.resting_until_ms.load(Ordering::Relaxed) {
-            return Err("redis failed moments ago; not retrying yet".to_owned());
+            return Err(RedisError::Resting);
         }
         let result = async {
             let conn = self.connection().await?;
@@ -76,7 +86,8 @@ impl RedisConnection {
                 .map_err(|_| "redis did not answer in time".to_owned())?
                 .map_err(|e| format!("redis: {e}"))
         }
-        .await;
+        .await
+        .map_err(RedisError::Failed);
         if result.is_err() && rest_on_error {
             self.resting_until_ms
                 .store(now + REST.as_millis() as u64, Ordering::Relaxed);

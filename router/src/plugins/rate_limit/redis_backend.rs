@@ -53,7 +53,8 @@ impl RedisBackend {
                     .arg(quota.tolerance_ms());
                 invocation.invoke_async(&mut conn).await
             })
-            .await?;
+            .await
+            .map_err(|e| e.to_string())?;
         let [allowed, remaining, reset, retry] = reply[..] else {
             return Err(format!("unexpected redis reply {reply:?}"));
         };

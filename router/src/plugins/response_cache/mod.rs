@@ -20,6 +20,7 @@ pub mod invalidation;
 pub mod key;
 pub mod memory;
 pub mod redis_level;
+pub mod router_stage;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,7 +31,7 @@ use apollo_router::graphql;
 use apollo_router::layers::ServiceBuilderExt;
 use apollo_router::plugin::{Plugin, PluginInit};
 use apollo_router::register_plugin;
-use apollo_router::services::{subgraph, supergraph};
+use apollo_router::services::{router, subgraph, supergraph};
 use apollo_router::{Context, Endpoint, ListenAddr};
 use futures::StreamExt;
 use http::{HeaderValue, StatusCode};
@@ -48,6 +49,7 @@ use self::memory::{Lookup, MemoryLevel};
 use self::redis_level::RedisLevel;
 use crate::plugins::background::AbortOnDrop;
 use crate::plugins::persisted_queries::CONTEXT_OPERATION_ID;
+use crate::plugins::redis_connection::RedisError;
 
 /// Configuration of `switchyard.response_cache`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -172,6 +174,41 @@ struct Plan {
     public_key: String,
     private_key: Option<String>,
     user: Option<String>,
+}
+
+impl Plan {
+    fn new(parts: &KeyParts<'_>, user: Option<String>) -> Self {
+        let public_key = key::public_key(parts);
+        let private_key = user.as_deref().map(|u| key::private_key(&public_key, u));
+        Plan {
+            public_key,
+            private_key,
+            user,
+        }
+    }
+}
+
+/// Set when the `router_service` stage looked in both levels and missed, so the
+/// `supergraph_service` stage does not ask Redis again.
+#[derive(Clone, Copy)]
+struct LookedUp;
+
+/// The persisted id, the user and the client app of a request, from its context and headers.
+fn identity(
+    context: &Context,
+    headers: &http::HeaderMap,
+) -> (Option<String>, Option<String>, String) {
+    let persisted_id = context
+        .get::<_, String>(CONTEXT_OPERATION_ID)
+        .ok()
+        .flatten();
+    let user = context.get::<_, String>(CONTEXT_USER).ok().flatten();
+    let client = headers
+        .get(CLIENT_NAME_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (persisted_id, user, client)
 }
 
 #[async_trait::async_trait]
@@ -326,6 +363,22 @@ impl Plugin for ResponseCache {
         })
     }
 
+    fn router_service(&self, service: router::BoxService) -> router::BoxService {
+        let Some(cache) = self.cache.clone() else {
+            return service;
+        };
+        let inner: RouterInner = ServiceBuilder::new()
+            .buffered()
+            .service(service)
+            .boxed_clone();
+        tower::service_fn(move |request: router::Request| {
+            let cache = cache.clone();
+            let inner = inner.clone();
+            async move { cache.serve_hit(request, inner).await }
+        })
+        .boxed()
+    }
+
     fn supergraph_service(&self, service: supergraph::BoxService) -> supergraph::BoxService {
         let Some(cache) = self.cache.clone() else {
             return service;
@@ -370,8 +423,38 @@ impl Plugin for ResponseCache {
 /// The rest of the pipeline, as a cloneable service (boxed: naming the buffer's own type
 /// trips rustc's higher-ranked `Send` checks on the futures that hold it).
 type Inner = tower::util::BoxCloneService<supergraph::Request, supergraph::Response, BoxError>;
+type RouterInner = tower::util::BoxCloneService<router::Request, router::Response, BoxError>;
 
 impl Cache {
+    /// The `router_service` stage: a hit is answered with the stored bytes; anything else
+    /// goes on.
+    async fn serve_hit(
+        self: Arc<Self>,
+        request: router::Request,
+        inner: RouterInner,
+    ) -> Result<router::Response, BoxError> {
+        let (request, parsed) = router_stage::parse(request).await;
+        let Some(parsed) = parsed.filter(|p| key::may_be_query(&p.query)) else {
+            return inner.oneshot(request).await;
+        };
+        let (persisted_id, user, client) =
+            identity(&request.context, request.router_request.headers());
+        let plan = Plan::new(&parsed.key_parts(persisted_id.as_deref(), &client), user);
+        if let Some(entry) = self.lookup(&plan, true).await {
+            let now = now_ms();
+            return router_stage::respond(
+                entry.body.clone(),
+                |headers| set_cache_headers(headers, &entry, now),
+                request.context,
+            );
+        }
+        request
+            .context
+            .extensions()
+            .with_lock(|e| e.insert(LookedUp));
+        inner.oneshot(request).await
+    }
+
     async fn serve(
         self: Arc<Self>,
         request: supergraph::Request,
@@ -383,7 +466,10 @@ impl Cache {
             return Ok(response);
         };
         let context = request.context.clone();
-        if let Some(hit) = self.lookup(&plan).await {
+        let redis_too = context
+            .extensions()
+            .with_lock(|e| e.get::<LookedUp>().is_none());
+        if let Some(hit) = self.lookup(&plan, redis_too).await {
             return self.respond(hit, context);
         }
         let flight_key = format!("{}:{}", plan.public_key, plan.user.as_deref().unwrap_or(""));
@@ -420,39 +506,20 @@ impl Cache {
         }
         let body = request.supergraph_request.body();
         let document = body.query.as_deref()?;
-        let persisted_id = request
-            .context
-            .get::<_, String>(CONTEXT_OPERATION_ID)
-            .ok()
-            .flatten();
-        let client = request
-            .supergraph_request
-            .headers()
-            .get(CLIENT_NAME_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let public_key = key::public_key(&KeyParts {
+        let (persisted_id, user, client) =
+            identity(&request.context, request.supergraph_request.headers());
+        let parts = KeyParts {
             persisted_id: persisted_id.as_deref(),
             document,
             operation_name: body.operation_name.as_deref(),
             variables: &body.variables,
-            client,
-        });
-        let user = request
-            .context
-            .get::<_, String>(CONTEXT_USER)
-            .ok()
-            .flatten();
-        let private_key = user.as_deref().map(|u| key::private_key(&public_key, u));
-        Some(Plan {
-            public_key,
-            private_key,
-            user,
-        })
+            client: &client,
+        };
+        Some(Plan::new(&parts, user))
     }
 
-    /// The in-process level, then Redis (which refills the in-process level).
-    async fn lookup(&self, plan: &Plan) -> Option<Arc<Entry>> {
+    /// The in-process level, then (with `redis_too`) Redis, which refills the in-process level.
+    async fn lookup(&self, plan: &Plan, redis_too: bool) -> Option<Arc<Entry>> {
         let now = now_ms();
         let keys: Vec<String> = std::iter::once(plan.public_key.clone())
             .chain(plan.private_key.clone())
@@ -467,7 +534,7 @@ impl Cache {
                 Lookup::Missing => {}
             }
         }
-        let redis = self.redis.as_ref()?;
+        let redis = self.redis.as_ref().filter(|_| redis_too)?;
         match redis.get(keys.clone()).await {
             Ok(Some((index, entry))) if entry.is_fresh(now) => {
                 let entry = Arc::new(entry);
@@ -477,7 +544,7 @@ impl Cache {
             }
             Ok(_) => None,
             Err(e) => {
-                self.redis_error("get", &e);
+                report_redis_error(&self.metrics.redis_errors, "get", &e);
                 None
             }
         }
@@ -595,11 +662,10 @@ impl Cache {
         self.metrics.stored_bytes.add(entry.body.len() as u64, &[]);
         self.put_memory(key.clone(), entry.clone());
         if let Some(redis) = self.redis.clone() {
-            let metrics_errors = self.metrics.redis_errors.clone();
+            let errors = self.metrics.redis_errors.clone();
             tokio::spawn(async move {
                 if let Err(e) = redis.put(&key, &entry, now_ms()).await {
-                    metrics_errors.add(1, &[KeyValue::new("operation", "put")]);
-                    tracing::warn!("switchyard.response_cache: storing in redis: {e}");
+                    report_redis_error(&errors, "put", &e);
                 }
             });
         }
@@ -667,8 +733,8 @@ impl Cache {
                     Ok(n)
                 }
                 Err(e) => {
-                    self.redis_error("invalidate", &e);
-                    Err(e)
+                    report_redis_error(&self.metrics.redis_errors, "invalidate", &e);
+                    Err(e.to_string())
                 }
             },
         };
@@ -710,13 +776,15 @@ impl Cache {
             ],
         );
     }
+}
 
-    fn redis_error(&self, operation: &'static str, error: &str) {
-        self.metrics
-            .redis_errors
-            .add(1, &[KeyValue::new("operation", operation)]);
+/// Counts and logs a Redis failure; calls skipped while Redis rests after a failure are
+/// neither (the failure that started the rest was).
+fn report_redis_error(counter: &Counter<u64>, operation: &'static str, error: &RedisError) {
+    if let RedisError::Failed(e) = error {
+        counter.add(1, &[KeyValue::new("operation", operation)]);
         tracing::warn!(
-            "switchyard.response_cache: redis {operation} failed, carrying on without it: {error}"
+            "switchyard.response_cache: redis {operation} failed, carrying on without it: {e}"
         );
     }
 }

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use super::entry::Entry;
 use super::memory::MemoryLevel;
 use crate::plugins::background::AbortOnDrop;
-use crate::plugins::redis_connection::RedisConnection;
+use crate::plugins::redis_connection::{RedisConnection, RedisError};
 
 /// Stores an entry and adds it to its tags' sets; a tag set lives as long as its longest entry.
 const PUT: &str = r#"
@@ -75,7 +75,7 @@ impl RedisLevel {
     }
 
     /// The first of `keys` that holds an entry, with its position.
-    pub async fn get(&self, keys: Vec<String>) -> Result<Option<(usize, Entry)>, String> {
+    pub async fn get(&self, keys: Vec<String>) -> Result<Option<(usize, Entry)>, RedisError> {
         let full: Vec<String> = keys.iter().map(|k| self.entry_key(k)).collect();
         let values: Vec<Option<Vec<u8>>> = self
             .redis
@@ -89,7 +89,7 @@ impl RedisLevel {
             .find_map(|(i, v)| v.and_then(|bytes| Entry::decode(&bytes)).map(|e| (i, e))))
     }
 
-    pub async fn put(&self, key: &str, entry: &Entry, now_ms: u64) -> Result<(), String> {
+    pub async fn put(&self, key: &str, entry: &Entry, now_ms: u64) -> Result<(), RedisError> {
         let mut invocation = self.put.key(self.entry_key(key));
         for tag in &entry.meta.tags {
             invocation.key(self.tag_key(tag));
@@ -105,7 +105,7 @@ impl RedisLevel {
 
     /// Deletes the tags' entries in Redis and publishes the tags; returns entries deleted.
     /// Never rests: an operator's invalidation is always tried.
-    pub async fn invalidate(&self, tags: &[String]) -> Result<u64, String> {
+    pub async fn invalidate(&self, tags: &[String]) -> Result<u64, RedisError> {
         let mut invocation = self.invalidate.prepare_invoke();
         for tag in tags {
             invocation.key(self.tag_key(tag));
