@@ -145,6 +145,8 @@ pub struct Cache {
     flights: Arc<Flights>,
     default_max_age: Option<u32>,
     max_ttl: u32,
+    /// Persisted id → whether its document may be a query.
+    persisted_kinds: Mutex<lru::LruCache<String, bool>>,
     /// Tag → when it was last invalidated (unix ms).
     invalidated_at: Mutex<HashMap<String, u64>>,
     metrics: Metrics,
@@ -303,6 +305,9 @@ impl Plugin for ResponseCache {
             default_max_age,
             max_ttl,
             invalidated_at: Mutex::new(HashMap::new()),
+            persisted_kinds: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(10_000).expect("non-zero"),
+            )),
             metrics,
         });
         let gauge_memory = memory.clone();
@@ -434,11 +439,12 @@ impl Cache {
         inner: RouterInner,
     ) -> Result<router::Response, BoxError> {
         let (request, parsed) = router_stage::parse(request).await;
-        let Some(parsed) = parsed.filter(|p| key::may_be_query(&p.query)) else {
-            return inner.oneshot(request).await;
-        };
         let (persisted_id, user, client) =
             identity(&request.context, request.router_request.headers());
+        let Some(parsed) = parsed.filter(|p| self.may_be_query(persisted_id.as_deref(), &p.query))
+        else {
+            return inner.oneshot(request).await;
+        };
         let plan = Plan::new(&parsed.key_parts(persisted_id.as_deref(), &client), user);
         if let Some(entry) = self.lookup(&plan, true).await {
             let now = now_ms();
@@ -453,6 +459,24 @@ impl Cache {
             .extensions()
             .with_lock(|e| e.insert(LookedUp));
         inner.oneshot(request).await
+    }
+
+    /// [`key::may_be_query`], remembered per persisted id (the document behind an id never
+    /// changes, and mobile traffic is mostly persisted).
+    fn may_be_query(&self, persisted_id: Option<&str>, document: &str) -> bool {
+        let Some(id) = persisted_id else {
+            return key::may_be_query(document);
+        };
+        let mut kinds = self
+            .persisted_kinds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = kinds.get(id) {
+            return *known;
+        }
+        let answer = key::may_be_query(document);
+        kinds.put(id.to_owned(), answer);
+        answer
     }
 
     async fn serve(
