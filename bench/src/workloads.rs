@@ -1,7 +1,7 @@
 //! The workloads, one function each.
 
 use anyhow::Context;
-use switchyard_router::plugins::persisted_queries::manifest::ManifestFile;
+use switchyard_router::plugins::persisted_queries::manifest::{ManifestFile, ManifestOperation};
 
 use crate::Settings;
 use crate::load::{self, Request, median};
@@ -71,21 +71,31 @@ async fn compare(settings: &Settings, c: Comparison) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A persisted GET of the iOS home feed versus the same operation's text in a POST.
-pub async fn persisted_queries(settings: &Settings) -> anyhow::Result<()> {
-    let manifest_path = settings.repo.join("persisted-queries/manifest.json");
+/// The manifest's path (absolute) and the iOS `HomeFeed` operation in it.
+fn home_feed(settings: &Settings) -> anyhow::Result<(std::path::PathBuf, ManifestOperation)> {
+    let manifest_path = settings
+        .repo
+        .join("persisted-queries/manifest.json")
+        .canonicalize()
+        .context("persisted-queries/manifest.json (pass --repo)")?;
     let manifest: ManifestFile = serde_json::from_str(
         &std::fs::read_to_string(&manifest_path)
             .with_context(|| format!("reading {}", manifest_path.display()))?,
     )?;
     let home = manifest
         .operations
-        .iter()
+        .into_iter()
         .find(|o| o.name == "HomeFeed" && o.client_name.as_deref() == Some("ios"))
         .context("the iOS HomeFeed operation")?;
+    Ok((manifest_path, home))
+}
+
+/// A persisted GET of the iOS home feed versus the same operation's text in a POST.
+pub async fn persisted_queries(settings: &Settings) -> anyhow::Result<()> {
+    let (manifest_path, home) = home_feed(settings)?;
     let plugins = format!(
         "  switchyard.persisted_queries:\n    mode: enforce\n    manifest: {}\n",
-        manifest_path.canonicalize()?.display()
+        manifest_path.display()
     );
     println!(
         "starting the platform (10,000 users, 100,000 posts, 4 SQLite shards per subgraph)..."
@@ -134,14 +144,7 @@ fn url_encode(pairs: &[(&str, &str)]) -> String {
 /// and `rate_limit` (variant) and through one without them (baseline), same subgraphs.
 pub async fn protection(settings: &Settings) -> anyhow::Result<()> {
     use switchyard_accounts::tokens::{DEV_AUDIENCE, DEV_HMAC_SECRET, DEV_ISSUER, TokenConfig};
-    let manifest: ManifestFile = serde_json::from_str(&std::fs::read_to_string(
-        settings.repo.join("persisted-queries/manifest.json"),
-    )?)?;
-    let home = manifest
-        .operations
-        .iter()
-        .find(|o| o.name == "HomeFeed" && o.client_name.as_deref() == Some("ios"))
-        .context("the iOS HomeFeed operation")?;
+    let (_, home) = home_feed(settings)?;
     println!(
         "starting the platform (10,000 users, 100,000 posts, 4 SQLite shards per subgraph)..."
     );
@@ -188,13 +191,7 @@ pub async fn protection(settings: &Settings) -> anyhow::Result<()> {
 /// `switchyard.response_cache` (in-process level in front of the local Redis; variant) and
 /// through the same router without it (baseline), same subgraphs, same other plugins.
 pub async fn cache(settings: &Settings) -> anyhow::Result<()> {
-    let manifest_path = settings.repo.join("persisted-queries/manifest.json");
-    let manifest: ManifestFile = serde_json::from_str(&std::fs::read_to_string(&manifest_path)?)?;
-    let home = manifest
-        .operations
-        .iter()
-        .find(|o| o.name == "HomeFeed" && o.client_name.as_deref() == Some("ios"))
-        .context("the iOS HomeFeed operation")?;
+    let (manifest_path, home) = home_feed(settings)?;
     let common = format!(
         r#"  switchyard.persisted_queries:
     mode: enforce
@@ -204,7 +201,7 @@ pub async fn cache(settings: &Settings) -> anyhow::Result<()> {
     rules:
       - {{ name: per-ip, key: ip, limit: 100000000, per: 1m }}
 "#,
-        manifest = manifest_path.canonicalize()?.display()
+        manifest = manifest_path.display()
     );
     let prefix = format!(
         "bench:rc:{}:",

@@ -384,3 +384,22 @@ pub fn spawn_redis_at(addr: SocketAddr) -> std::process::Child {
     }
     child
 }
+
+/// `switchyard.jwt_auth` trusting the accounts subgraph's development signing key, anonymous
+/// requests allowed (YAML lines under `plugins:`).
+pub fn dev_jwt_plugin() -> String {
+    use switchyard_accounts::tokens::{DEV_AUDIENCE, DEV_HMAC_SECRET, DEV_ISSUER};
+    format!(
+        r#"  switchyard.jwt_auth:
+    issuer: {DEV_ISSUER}
+    audiences: [{DEV_AUDIENCE}]
+    algorithms: [HS256]
+    allow_anonymous: true
+    subgraph_secret: {ROUTER_SECRET}
+    keys:
+      - kid: dev
+        alg: HS256
+        secret: {DEV_HMAC_SECRET}
+"#
+    )
+}

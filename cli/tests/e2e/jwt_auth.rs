@@ -328,20 +328,7 @@ async fn anonymous_requests_when_allowed_and_limits_on_documents() {
 /// family revoked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_up_to_revocation_through_the_router() {
-    use switchyard_accounts::tokens::{DEV_AUDIENCE, DEV_HMAC_SECRET, DEV_ISSUER};
-    let plugins = format!(
-        r#"  switchyard.jwt_auth:
-    issuer: {DEV_ISSUER}
-    audiences: [{DEV_AUDIENCE}]
-    algorithms: [HS256]
-    allow_anonymous: true
-    subgraph_secret: {ROUTER_SECRET}
-    keys:
-      - kid: dev
-        alg: HS256
-        secret: {DEV_HMAC_SECRET}
-"#
-    );
+    let plugins = crate::harness::dev_jwt_plugin();
     let platform = Platform::start(Options {
         plugins,
         ..Options::default()

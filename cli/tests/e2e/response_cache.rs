@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::harness::{
-    Options, Platform, ROUTER_SECRET, USERS, free_addr, read, spawn_redis, spawn_redis_at,
-};
+use crate::harness::{Options, Platform, USERS, free_addr, read, spawn_redis, spawn_redis_at};
 
 const ADMIN_TOKEN: &str = "test-invalidation-token-0123456789";
 
@@ -23,24 +21,14 @@ fn unique() -> u128 {
 /// jwt_auth with the development key, persisted queries, and the cache (with `cache_yaml`
 /// lines under it).
 fn plugins(cache_yaml: &str) -> String {
-    use switchyard_accounts::tokens::{DEV_AUDIENCE, DEV_HMAC_SECRET, DEV_ISSUER};
     let manifest = crate::harness::repo_root().join("persisted-queries/manifest.json");
     format!(
-        r#"  switchyard.jwt_auth:
-    issuer: {DEV_ISSUER}
-    audiences: [{DEV_AUDIENCE}]
-    algorithms: [HS256]
-    allow_anonymous: true
-    subgraph_secret: {ROUTER_SECRET}
-    keys:
-      - kid: dev
-        alg: HS256
-        secret: {DEV_HMAC_SECRET}
-  switchyard.persisted_queries:
+        r#"{jwt}  switchyard.persisted_queries:
     mode: allow_apq
     manifest: {manifest}
   switchyard.response_cache:
 {cache_yaml}"#,
+        jwt = crate::harness::dev_jwt_plugin(),
         manifest = manifest.display()
     )
 }

@@ -121,13 +121,9 @@ pub async fn execute<E: async_graphql::Executor>(
     query: &str,
     variables: serde_json::Value,
 ) -> serde_json::Value {
-    let request = async_graphql::Request::new(query)
-        .variables(async_graphql::Variables::from_json(variables))
-        .data(viewer);
-    let response = schema
-        .execute(prepare(request, std::sync::Arc::new(store.session())))
-        .await;
-    serde_json::to_value(&response).expect("responses serialize")
+    execute_with_cache_headers(schema, prepare, store, viewer, query, variables)
+        .await
+        .0
 }
 
 /// [`execute`], plus the cache headers the HTTP server would send with the response
