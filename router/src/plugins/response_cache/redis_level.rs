@@ -104,7 +104,8 @@ impl RedisLevel {
     }
 
     /// Deletes the tags' entries in Redis and publishes the tags; returns entries deleted.
-    /// Never rests: an operator's invalidation is always tried.
+    /// Never skipped while Redis rests after a failure: a skipped invalidation would leave
+    /// other replicas (whose subscriptions may still be up) serving what was invalidated.
     pub async fn invalidate(&self, tags: &[String]) -> Result<u64, RedisError> {
         let mut invocation = self.invalidate.prepare_invoke();
         for tag in tags {
