@@ -562,3 +562,39 @@ async fn persisted_gets_are_cdn_cacheable() {
     assert_eq!(calls(&platform, "posts"), posts_calls);
     platform.shutdown().await;
 }
+
+/// When the subgraphs fail, a response past its age (within `stale_if_error`) is served
+/// instead of the error, with an `Age` that says how old it is; nothing else is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_responses_stand_in_when_subgraphs_fail() {
+    let mut platform = Platform::start(Options {
+        plugins: plugins("    max_ttl: 1s\n    stale_if_error: 30s\n"),
+        ..Options::default()
+    })
+    .await;
+    let http = platform.http.clone();
+    let url = platform.url.clone();
+    let (_, _, fresh) = ask(&http, &url, FEED, json!({"n": 4}), None).await;
+    assert!(fresh["errors"].is_null(), "{fresh}");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+
+    platform.subgraph("posts").stop().await;
+    let (status, headers, stale) = ask(&http, &url, FEED, json!({"n": 4}), None).await;
+    assert_eq!((status, &stale), (200, &fresh), "the last good feed");
+    assert_eq!(header(&headers, "cache-control"), "public, max-age=1");
+    let age: u64 = header(&headers, "age").parse().unwrap();
+    assert!(age >= 1, "{age}");
+    // Never cached: the error goes through.
+    let (_, headers, failed) = ask(&http, &url, FEED, json!({"n": 5}), None).await;
+    assert!(!failed["errors"].is_null(), "{failed}");
+    assert_eq!(header(&headers, "cache-control"), "no-store");
+
+    // Back up: fetched fresh again.
+    platform.subgraph("posts").restart().await;
+    let before = calls(&platform, "posts");
+    let (_, headers, again) = ask(&http, &url, FEED, json!({"n": 4}), None).await;
+    assert_eq!(again, fresh);
+    assert_eq!(calls(&platform, "posts"), before + 1);
+    assert_eq!(header(&headers, "age"), "0");
+    platform.shutdown().await;
+}

@@ -11,13 +11,17 @@ use super::entry::Entry;
 /// What a lookup found.
 pub enum Lookup {
     Fresh(Arc<Entry>),
-    /// An entry past its age, now dropped.
-    Stale,
-    Missing,
+    /// Past its age but within the stale-if-error window: kept, to be served only if the
+    /// subgraphs fail.
+    Stale(Arc<Entry>),
+    /// Nothing, or an entry past both (now dropped; `true`).
+    Missing(bool),
 }
 
 pub struct MemoryLevel {
     max_bytes: usize,
+    /// How long past its age an entry is kept for stale-if-error (ms).
+    stale_ms: u64,
     inner: Mutex<Inner>,
 }
 
@@ -28,9 +32,10 @@ struct Inner {
 }
 
 impl MemoryLevel {
-    pub fn new(max_bytes: usize) -> Self {
+    pub fn new(max_bytes: usize, stale_ms: u64) -> Self {
         Self {
             max_bytes,
+            stale_ms,
             inner: Mutex::new(Inner {
                 entries: LruCache::unbounded(),
                 by_tag: HashMap::new(),
@@ -46,13 +51,16 @@ impl MemoryLevel {
     pub fn get(&self, key: &str, now_ms: u64) -> Lookup {
         let mut inner = self.lock();
         let Some(entry) = inner.entries.get(key) else {
-            return Lookup::Missing;
+            return Lookup::Missing(false);
         };
         if entry.is_fresh(now_ms) {
             return Lookup::Fresh(entry.clone());
         }
+        if now_ms < entry.expires_at_ms() + self.stale_ms {
+            return Lookup::Stale(entry.clone());
+        }
         inner.remove(key);
-        Lookup::Stale
+        Lookup::Missing(true)
     }
 
     /// Stores `entry`; returns how many entries were evicted to make room. An entry larger
@@ -159,18 +167,31 @@ mod tests {
 
     #[test]
     fn expires_and_counts_stale() {
-        let memory = MemoryLevel::new(1 << 20);
+        let memory = MemoryLevel::new(1 << 20, 0);
         memory.put("k".into(), entry(0, "{}", &[]));
         assert!(matches!(memory.get("k", 9_999), Lookup::Fresh(_)));
-        assert!(matches!(memory.get("k", 10_000), Lookup::Stale));
-        assert!(matches!(memory.get("k", 10_000), Lookup::Missing));
+        assert!(matches!(memory.get("k", 10_000), Lookup::Missing(true)));
+        assert!(matches!(memory.get("k", 10_000), Lookup::Missing(false)));
         assert_eq!(memory.bytes(), 0);
+    }
+
+    #[test]
+    fn keeps_expired_entries_for_stale_if_error() {
+        let memory = MemoryLevel::new(1 << 20, 5_000);
+        memory.put("k".into(), entry(0, "{}", &["A:1"]));
+        assert!(matches!(memory.get("k", 10_000), Lookup::Stale(_)));
+        assert!(matches!(memory.get("k", 14_999), Lookup::Stale(_)));
+        assert!(matches!(memory.get("k", 15_000), Lookup::Missing(true)));
+        // Invalidation drops stale entries too: they are never served after it.
+        memory.put("k".into(), entry(0, "{}", &["A:1"]));
+        memory.invalidate(["A:1"]);
+        assert!(matches!(memory.get("k", 10_000), Lookup::Missing(false)));
     }
 
     #[test]
     fn evicts_least_recently_used_within_budget() {
         let one = entry(0, &"x".repeat(1000), &["A:1"]).weight();
-        let memory = MemoryLevel::new(one * 2);
+        let memory = MemoryLevel::new(one * 2, 0);
         memory.put("a".into(), entry(0, &"x".repeat(1000), &["A:1"]));
         memory.put("b".into(), entry(0, &"x".repeat(1000), &["A:1"]));
         assert!(matches!(memory.get("a", 1), Lookup::Fresh(_))); // a is now the most recent
@@ -178,7 +199,7 @@ mod tests {
             memory.put("c".into(), entry(0, &"x".repeat(1000), &["A:1"])),
             1
         );
-        assert!(matches!(memory.get("b", 1), Lookup::Missing));
+        assert!(matches!(memory.get("b", 1), Lookup::Missing(_)));
         assert!(matches!(memory.get("a", 1), Lookup::Fresh(_)));
         assert!(memory.bytes() <= one * 2);
         // Too big for the whole budget: not kept, nothing evicted for it.
@@ -191,7 +212,7 @@ mod tests {
 
     #[test]
     fn invalidates_by_tag_only_what_carries_it() {
-        let memory = MemoryLevel::new(1 << 20);
+        let memory = MemoryLevel::new(1 << 20, 0);
         memory.put(
             "feed".into(),
             entry(0, "{}", &["Post:1", "Post:2", "User:7"]),
@@ -199,7 +220,7 @@ mod tests {
         memory.put("post2".into(), entry(0, "{}", &["Post:2"]));
         memory.put("user8".into(), entry(0, "{}", &["User:8"]));
         assert_eq!(memory.invalidate(["Post:2"]), 2);
-        assert!(matches!(memory.get("feed", 1), Lookup::Missing));
+        assert!(matches!(memory.get("feed", 1), Lookup::Missing(_)));
         assert!(matches!(memory.get("user8", 1), Lookup::Fresh(_)));
         assert_eq!(memory.invalidate(["Post:1", "Nope:1"]), 0);
         // Replacing an entry re-indexes it.

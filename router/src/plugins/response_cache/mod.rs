@@ -71,6 +71,12 @@ pub struct ResponseCacheConfig {
     #[serde(default, with = "humantime_serde")]
     #[schemars(with = "Option<String>")]
     pub default_max_age: Option<Duration>,
+    /// How long past its age a response is kept in memory, to be served (with its `Age`) when
+    /// the subgraphs fail instead of an error: the last good home feed beats an error screen.
+    /// `0s` turns it off.
+    #[serde(default = "default_stale_if_error", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub stale_if_error: Duration,
     /// Longest a response is kept, whatever the hints say.
     #[serde(default = "default_max_ttl", with = "humantime_serde")]
     #[schemars(with = "String")]
@@ -113,6 +119,9 @@ fn enabled() -> bool {
 }
 fn default_memory_bytes() -> usize {
     64 * 1024 * 1024
+}
+fn default_stale_if_error() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_max_ttl() -> Duration {
     Duration::from_secs(3600)
@@ -190,6 +199,18 @@ impl Plan {
     }
 }
 
+/// What the levels hold for a request.
+enum Found {
+    Fresh(Arc<Entry>),
+    /// Only an entry past its age, within `stale_if_error`.
+    Stale(Arc<Entry>),
+    Nothing,
+}
+
+/// Reasons not to store that mean the subgraphs failed (rather than "not cacheable"): then a
+/// stale entry is served instead.
+const FAILURES: [&str; 4] = ["errors", "status", "empty", "no_data"];
+
 /// Set when the `router_service` stage looked in both levels and missed, so the
 /// `supergraph_service` stage does not ask Redis again.
 #[derive(Clone, Copy)]
@@ -266,7 +287,7 @@ impl Plugin for ResponseCache {
             ),
             stale: counter(
                 "switchyard.response_cache.stale",
-                "Lookups that found an expired in-process entry",
+                "Expired in-process entries found, and stale entries served when the subgraphs failed (by outcome)",
             ),
             stores: counter(
                 "switchyard.response_cache.stores",
@@ -297,7 +318,10 @@ impl Plugin for ResponseCache {
                 "Redis calls that failed or timed out, by operation",
             ),
         };
-        let memory = Arc::new(MemoryLevel::new(config.memory_bytes));
+        let memory = Arc::new(MemoryLevel::new(
+            config.memory_bytes,
+            config.stale_if_error.as_millis() as u64,
+        ));
         let cache = Arc::new(Cache {
             memory: memory.clone(),
             redis,
@@ -446,7 +470,7 @@ impl Cache {
             return inner.oneshot(request).await;
         };
         let plan = Plan::new(&parsed.key_parts(persisted_id.as_deref(), &client), user);
-        if let Some(entry) = self.lookup(&plan, true).await {
+        if let Found::Fresh(entry) = self.lookup(&plan, true).await {
             let now = now_ms();
             return router_stage::respond(
                 entry.body.clone(),
@@ -493,28 +517,42 @@ impl Cache {
         let redis_too = context
             .extensions()
             .with_lock(|e| e.get::<LookedUp>().is_none());
-        if let Some(hit) = self.lookup(&plan, redis_too).await {
-            return self.respond(hit, context);
-        }
+        let stale = match self.lookup(&plan, redis_too).await {
+            Found::Fresh(hit) => return self.respond(hit, context),
+            Found::Stale(entry) => Some(entry),
+            Found::Nothing => None,
+        };
         let flight_key = format!("{}:{}", plan.public_key, plan.user.as_deref().unwrap_or(""));
-        match self.flights.join(&flight_key) {
+        let (response, outcome) = match self.flights.join(&flight_key) {
             Role::Follower(receiver) => {
                 if let Some(entry) = flight::wait(receiver).await {
                     self.count_lookup("coalesced", "flight");
                     return self.respond(entry, context);
                 }
                 self.count_lookup("miss", "none");
-                self.fill(&plan, request, inner)
-                    .await
-                    .map(|(response, _)| response)
+                self.fill(&plan, request, inner).await?
             }
             Role::Leader(leader) => {
                 self.count_lookup("miss", "none");
-                let (response, entry) = self.fill(&plan, request, inner).await?;
-                leader.finish(entry);
-                Ok(response)
+                let (response, outcome) = self.fill(&plan, request, inner).await?;
+                leader.finish(outcome.as_ref().ok().cloned());
+                (response, outcome)
             }
+        };
+        // The subgraphs failed: the last good response, if it is recent enough, instead.
+        if let (Err(reason), Some(stale)) = (outcome, stale)
+            && FAILURES.contains(&reason)
+        {
+            self.metrics
+                .stale
+                .add(1, &[KeyValue::new("outcome", "served")]);
+            tracing::info!(
+                reason,
+                "switchyard.response_cache: serving a stale response"
+            );
+            return self.respond(stale, response.context);
         }
+        Ok(response)
     }
 
     /// The keys of a cacheable request; `None` for mutations, subscriptions and requests
@@ -543,44 +581,63 @@ impl Cache {
     }
 
     /// The in-process level, then (with `redis_too`) Redis, which refills the in-process level.
-    async fn lookup(&self, plan: &Plan, redis_too: bool) -> Option<Arc<Entry>> {
+    async fn lookup(&self, plan: &Plan, redis_too: bool) -> Found {
         let now = now_ms();
         let keys: Vec<String> = std::iter::once(plan.public_key.clone())
             .chain(plan.private_key.clone())
             .collect();
+        let mut stale = None;
         for key in &keys {
             match self.memory.get(key, now) {
                 Lookup::Fresh(entry) => {
                     self.count_lookup("hit", "memory");
-                    return Some(entry);
+                    return Found::Fresh(entry);
                 }
-                Lookup::Stale => self.metrics.stale.add(1, &[]),
-                Lookup::Missing => {}
+                Lookup::Stale(entry) => {
+                    self.metrics
+                        .stale
+                        .add(1, &[KeyValue::new("outcome", "expired")]);
+                    stale = Some(entry);
+                }
+                Lookup::Missing(expired) => {
+                    if expired {
+                        self.metrics
+                            .stale
+                            .add(1, &[KeyValue::new("outcome", "expired")]);
+                    }
+                }
             }
         }
-        let redis = self.redis.as_ref().filter(|_| redis_too)?;
+        let nothing = || match stale.clone() {
+            Some(entry) => Found::Stale(entry),
+            None => Found::Nothing,
+        };
+        let Some(redis) = self.redis.as_ref().filter(|_| redis_too) else {
+            return nothing();
+        };
         match redis.get(keys.clone()).await {
             Ok(Some((index, entry))) if entry.is_fresh(now) => {
                 let entry = Arc::new(entry);
                 self.put_memory(keys[index].clone(), entry.clone());
                 self.count_lookup("hit", "redis");
-                Some(entry)
+                Found::Fresh(entry)
             }
-            Ok(_) => None,
+            Ok(_) => nothing(),
             Err(e) => {
                 report_redis_error(&self.metrics.redis_errors, "get", &e);
-                None
+                nothing()
             }
         }
     }
 
-    /// Runs the request and stores its response when it may be.
+    /// Runs the request and stores its response when it may be; says what was stored, or why
+    /// nothing was.
     async fn fill(
         &self,
         plan: &Plan,
         request: supergraph::Request,
         inner: Inner,
-    ) -> Result<(supergraph::Response, Option<Arc<Entry>>), BoxError> {
+    ) -> Result<(supergraph::Response, Result<Arc<Entry>, &'static str>), BoxError> {
         let started = now_ms();
         request
             .context
@@ -619,7 +676,7 @@ impl Cache {
                     };
                     self.store(key, entry.clone());
                 }
-                Some(entry)
+                Ok(entry)
             }
             Err(reason) => {
                 self.metrics
@@ -627,7 +684,7 @@ impl Cache {
                     .add(1, &[KeyValue::new("reason", reason)]);
                 tracing::debug!(reason, "switchyard.response_cache: response not cached");
                 no_store_headers(headers);
-                None
+                Err(reason)
             }
         };
         let response = response.map(|rest| futures::stream::iter(first).chain(rest).boxed());
@@ -882,6 +939,7 @@ mod tests {
                 "default_max_age: 0s",
                 "default_max_age must be a whole number",
             ),
+            ("stale_if_error: later", "stale_if_error"),
             (
                 "invalidation: {listen: 127.0.0.1:0, token: short}",
                 "invalidation.token must be at least 16 characters",
