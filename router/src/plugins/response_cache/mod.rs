@@ -362,7 +362,7 @@ impl Plugin for ResponseCache {
                         .metrics
                         .redis_errors
                         .add(1, &[KeyValue::new("operation", "subscribe")]);
-                    tracing::warn!("switchyard.response_cache: invalidation channel: {e}");
+                    tracing::debug!("switchyard.response_cache: invalidation channel: {e}");
                 }
             };
             redis.listen(memory.clone(), on_message, on_error)

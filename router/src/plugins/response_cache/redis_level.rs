@@ -124,7 +124,8 @@ impl RedisLevel {
     }
 
     /// Listens on the channel and drops invalidated entries from `memory`, reconnecting
-    /// after failures. After a reconnect, `memory` is cleared: invalidations published while
+    /// after failures (every second; `on_error` hears each failure, the log one line per
+    /// outage). After a reconnect, `memory` is cleared: invalidations published while
     /// this replica was not listening are lost, so nothing it holds can be trusted.
     pub fn listen(
         self: &Arc<Self>,
@@ -135,6 +136,16 @@ impl RedisLevel {
         let this = self.clone();
         AbortOnDrop(tokio::spawn(async move {
             let mut connected_before = false;
+            let mut failing = false;
+            let fail = |e: &str, failing: &mut bool| {
+                on_error(e);
+                if !*failing {
+                    tracing::warn!(
+                        "switchyard.response_cache: invalidation channel: {e}; retrying every second"
+                    );
+                }
+                *failing = true;
+            };
             loop {
                 match this.subscribe().await {
                     Ok(pubsub) => {
@@ -145,6 +156,7 @@ impl RedisLevel {
                             );
                         }
                         connected_before = true;
+                        failing = false;
                         let mut messages = pubsub.into_on_message();
                         while let Some(message) = messages.next().await {
                             let Ok(payload) = message.get_payload::<Vec<u8>>() else {
@@ -161,9 +173,9 @@ impl RedisLevel {
                                 ),
                             }
                         }
-                        on_error("the invalidation channel closed");
+                        fail("the invalidation channel closed", &mut failing);
                     }
-                    Err(e) => on_error(&e),
+                    Err(e) => fail(&e, &mut failing),
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
