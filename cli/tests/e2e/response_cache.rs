@@ -151,7 +151,8 @@ async fn hits_misses_and_expiry() {
     let posts_calls = calls(&platform, "posts");
     let accounts_calls = calls(&platform, "accounts");
 
-    // Redis holds the entry and its tags, with the entry's time to live.
+    // Redis holds the entry and its tags, with the entry's time to live, before the response
+    // goes out (so every replica can find what a client has seen).
     let entries = redis_keys(redis_url, &format!("{prefix}e:*")).await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert!(entries[0].1 > 0 && entries[0].1 <= 2_000, "{entries:?}");
@@ -558,7 +559,36 @@ async fn persisted_gets_are_cdn_cacheable() {
     let posts_calls = calls(&platform, "posts");
     let second = get().await.unwrap();
     assert!(second.headers().contains_key("age"));
+    let etag = second.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.len() == 26, "{etag}");
     assert_eq!(second.json::<Value>().await.unwrap(), first);
+    assert_eq!(calls(&platform, "posts"), posts_calls);
+
+    // Revalidation: the client (or a CDN) holds this response, so it gets a 304 and no body,
+    // on a connection that stays usable.
+    let revalidate = |tag: String| {
+        platform
+            .http
+            .get(&platform.url)
+            .query(&[("documentId", id.as_str()), ("variables", r#"{"first":3}"#)])
+            .header("apollographql-client-name", "ios")
+            .header("apollo-require-preflight", "true")
+            .header("if-none-match", tag)
+            .send()
+    };
+    for _ in 0..3 {
+        let not_modified = revalidate(format!("\"stale\", {etag}")).await.unwrap();
+        assert_eq!(not_modified.status(), 304);
+        assert_eq!(not_modified.headers()["etag"].to_str().unwrap(), etag);
+        assert_eq!(
+            not_modified.headers()["cache-control"],
+            "public, max-age=10"
+        );
+        assert!(not_modified.bytes().await.unwrap().is_empty());
+    }
+    let changed = revalidate("\"something-else\"".into()).await.unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_eq!(changed.json::<Value>().await.unwrap(), first);
     assert_eq!(calls(&platform, "posts"), posts_calls);
     platform.shutdown().await;
 }

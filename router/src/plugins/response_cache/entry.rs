@@ -12,6 +12,10 @@ pub struct Meta {
     pub max_age: u32,
     pub private: bool,
     pub tags: Vec<String>,
+    /// A strong validator of the body, for `ETag` / `If-None-Match` (empty in entries written
+    /// before it existed).
+    #[serde(default)]
+    pub etag: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +70,21 @@ impl Entry {
     }
 }
 
+/// A strong `ETag` for `body`: 96 bits of its sha256, quoted.
+pub fn etag_of(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("\"{}\"", hex::encode(&Sha256::digest(body)[..12]))
+}
+
+/// Whether an `If-None-Match` header value names `etag` (or is `*`).
+pub fn matches_etag(if_none_match: &str, etag: &str) -> bool {
+    !etag.is_empty()
+        && if_none_match
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == etag)
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -85,6 +104,7 @@ mod tests {
                 max_age: 30,
                 private: true,
                 tags: vec!["Post:1".into()],
+                etag: etag_of(b"{}"),
             },
             body: Bytes::from_static(b"{\"data\":{\"a\":\"x\\ny\"}}"),
         };
@@ -95,5 +115,17 @@ mod tests {
         assert!(!entry.is_fresh(31_000));
         assert_eq!(entry.age_secs(3_500), 2);
         assert_eq!(entry.ttl_ms(40_000), 1);
+    }
+
+    #[test]
+    fn etags_match_as_http_says() {
+        let etag = etag_of(b"{\"data\":{}}");
+        assert_eq!(etag.len(), 26);
+        assert_ne!(etag, etag_of(b"{\"data\":{\"a\":1}}"));
+        assert!(matches_etag(&etag, &etag));
+        assert!(matches_etag(&format!("\"x\", W/{etag}"), &etag));
+        assert!(matches_etag("*", &etag));
+        assert!(!matches_etag("\"other\"", &etag));
+        assert!(!matches_etag("*", ""));
     }
 }

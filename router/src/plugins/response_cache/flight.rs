@@ -98,6 +98,7 @@ mod tests {
                 max_age: 1,
                 private: false,
                 tags: vec![],
+                etag: String::new(),
             },
             body: bytes::Bytes::from_static(b"{}"),
         })

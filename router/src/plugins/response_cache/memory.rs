@@ -160,6 +160,7 @@ mod tests {
                 max_age: 10,
                 private: false,
                 tags: tags.iter().map(|t| t.to_string()).collect(),
+                etag: String::new(),
             },
             body: bytes::Bytes::from(body.to_owned()),
         })

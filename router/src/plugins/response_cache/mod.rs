@@ -472,7 +472,18 @@ impl Cache {
         let plan = Plan::new(&parsed.key_parts(persisted_id.as_deref(), &client), user);
         if let Found::Fresh(entry) = self.lookup(&plan, true).await {
             let now = now_ms();
+            // The client (or CDN) holds this very response: say so, without the body.
+            let revalidated = request
+                .router_request
+                .headers()
+                .get(http::header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| entry::matches_etag(v, &entry.meta.etag));
+            if revalidated {
+                self.count_lookup("not_modified", "any");
+            }
             return router_stage::respond(
+                revalidated,
                 entry.body.clone(),
                 |headers| set_cache_headers(headers, &entry, now),
                 request.context,
@@ -661,6 +672,7 @@ impl Cache {
                         max_age,
                         private,
                         tags: hints.tags.into_iter().collect(),
+                        etag: entry::etag_of(&body),
                     },
                     body: body.into(),
                 });
@@ -674,7 +686,7 @@ impl Cache {
                         (true, Some(private_key)) => private_key.clone(),
                         _ => plan.public_key.clone(),
                     };
-                    self.store(key, entry.clone());
+                    self.store(key, entry.clone()).await;
                 }
                 Ok(entry)
             }
@@ -733,7 +745,9 @@ impl Cache {
         Ok((max_age.min(self.max_ttl), hints.private))
     }
 
-    fn store(&self, key: String, entry: Arc<Entry>) {
+    /// Stores in memory, then in Redis before the response goes out: once a client has a
+    /// response, every replica can find it (a Redis failure costs at most its timeout).
+    async fn store(&self, key: String, entry: Arc<Entry>) {
         let scope = if entry.meta.private {
             "private"
         } else {
@@ -742,13 +756,10 @@ impl Cache {
         self.metrics.stores.add(1, &[KeyValue::new("scope", scope)]);
         self.metrics.stored_bytes.add(entry.body.len() as u64, &[]);
         self.put_memory(key.clone(), entry.clone());
-        if let Some(redis) = self.redis.clone() {
-            let errors = self.metrics.redis_errors.clone();
-            tokio::spawn(async move {
-                if let Err(e) = redis.put(&key, &entry, now_ms()).await {
-                    report_redis_error(&errors, "put", &e);
-                }
-            });
+        if let Some(redis) = &self.redis
+            && let Err(e) = redis.put(&key, &entry, now_ms()).await
+        {
+            report_redis_error(&self.metrics.redis_errors, "put", &e);
         }
     }
 
@@ -884,6 +895,11 @@ fn set_cache_headers(headers: &mut http::HeaderMap, entry: &Entry, now: u64) {
         HeaderValue::from_str(&value).expect("ascii"),
     );
     headers.insert(http::header::AGE, HeaderValue::from(entry.age_secs(now)));
+    if let Ok(etag) = HeaderValue::from_str(&entry.meta.etag)
+        && !entry.meta.etag.is_empty()
+    {
+        headers.insert(http::header::ETAG, etag);
+    }
     headers.append(
         http::header::VARY,
         HeaderValue::from_static(CLIENT_NAME_HEADER),

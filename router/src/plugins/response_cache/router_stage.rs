@@ -114,14 +114,21 @@ fn from_query_string(query: &str) -> Option<Parsed> {
     })
 }
 
-/// The stored response, as apollo-router would have sent it.
+/// The stored response, as apollo-router would have sent it; or, when the client already
+/// holds it (`not_modified`), a 304 without a body.
 pub fn respond(
+    not_modified: bool,
     body: bytes::Bytes,
     headers: impl FnOnce(&mut http::HeaderMap),
     context: apollo_router::Context,
 ) -> Result<router::Response, tower::BoxError> {
+    let (status, body) = if not_modified {
+        (StatusCode::NOT_MODIFIED, bytes::Bytes::new())
+    } else {
+        (StatusCode::OK, body)
+    };
     let mut response = http::Response::builder()
-        .status(StatusCode::OK)
+        .status(status)
         .header(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
