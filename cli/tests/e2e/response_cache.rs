@@ -628,3 +628,53 @@ async fn stale_responses_stand_in_when_subgraphs_fail() {
     assert_eq!(header(&headers, "age"), "0");
     platform.shutdown().await;
 }
+
+/// A response built while one of its entities was invalidated is served but not kept: an
+/// invalidation is never undone by a slow request that read the old data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidation_during_a_miss_wins() {
+    let admin = free_addr();
+    let platform = Platform::start(Options {
+        plugins: plugins(&invalidation_yaml(admin)),
+        ..Options::default()
+    })
+    .await;
+    let user = demo_users()[5];
+    let profile = "query($id: ID!) { user(id: $id) { handle } }";
+    let vars = json!({"id": user.to_string()});
+    let accounts = platform
+        .subgraphs
+        .iter()
+        .find(|s| s.def.name == "accounts")
+        .unwrap();
+    *accounts.spy.delay.lock().unwrap() = Duration::from_millis(400);
+    let slow = {
+        let (http, url, vars) = (platform.http.clone(), platform.url.clone(), vars.clone());
+        tokio::spawn(async move { ask(&http, &url, profile, vars, None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let invalidated = platform
+        .http
+        .post(format!("http://{admin}/invalidation"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"tags": [format!("User:{user}")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalidated.status(), 200);
+    let (status, headers, body) = slow.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"]["user"]["handle"].is_string(), "{body}");
+    assert_eq!(header(&headers, "cache-control"), "no-store");
+    *accounts.spy.delay.lock().unwrap() = Duration::ZERO;
+
+    let before = calls(&platform, "accounts");
+    let (_, headers, _) = ask(&platform.http, &platform.url, profile, vars, None).await;
+    assert_eq!(
+        calls(&platform, "accounts"),
+        before + 1,
+        "not served from the cache"
+    );
+    assert_eq!(header(&headers, "cache-control"), "public, max-age=60");
+    platform.shutdown().await;
+}

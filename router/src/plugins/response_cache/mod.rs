@@ -676,19 +676,23 @@ impl Cache {
                     },
                     body: body.into(),
                 });
-                set_cache_headers(headers, &entry, now_ms());
                 if self.invalidated_since(&entry.meta.tags, started) {
+                    // Built from data that changed meanwhile: served, not kept by anyone, and
+                    // not shared with waiting requests (they run again).
                     self.metrics
                         .uncacheable
                         .add(1, &[KeyValue::new("reason", "invalidated_while_running")]);
+                    no_store_headers(headers);
+                    Err("invalidated_while_running")
                 } else {
+                    set_cache_headers(headers, &entry, now_ms());
                     let key = match (private, &plan.private_key) {
                         (true, Some(private_key)) => private_key.clone(),
                         _ => plan.public_key.clone(),
                     };
                     self.store(key, entry.clone()).await;
+                    Ok(entry)
                 }
-                Ok(entry)
             }
             Err(reason) => {
                 self.metrics
