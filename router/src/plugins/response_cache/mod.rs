@@ -4,26 +4,33 @@
 //! for concurrent misses, tag invalidation (subgraph mutations, an admin endpoint, Redis
 //! pub/sub), and `Cache-Control`/`Age` on responses so CDNs can serve public persisted GETs.
 //!
-//! Runs last in `supergraph_service`: by then persisted ids are expanded, the JWT is
-//! verified (the user id is known), limits have passed, and apollo-router has parsed the
-//! operation (its kind is known). A hit skips query planning and every subgraph.
+//! Two stages, listed last among the plugins so persisted ids are expanded and the JWT is
+//! verified (the user id is known) before either runs:
+//! - `router_service` ([`router_stage`]): a hit is answered with the stored bytes, before
+//!   apollo-router parses, validates and plans the operation and before anything would
+//!   serialize the response again.
+//! - `supergraph_service`: misses, once apollo-router knows the operation's kind; they run
+//!   once per key (single flight) and their responses are stored when they may be.
+//! - `subgraph_service`: collects each subgraph response's hint and tags, and applies the
+//!   invalidations mutations announce.
 //!
 //! A response is cached only when all of this holds: the operation is a query; the response
 //! is complete (not incremental), has data and no errors; every subgraph response carried a
 //! usable hint (or `default_max_age` is set); and a PRIVATE response has a signed-in user to
 //! key it by. Everything the router did not cache is sent with `Cache-Control: no-store`.
 
+pub mod config;
 pub mod entry;
 pub mod flight;
 pub mod hints;
 pub mod invalidation;
 pub mod key;
 pub mod memory;
+pub mod metrics;
 pub mod redis_level;
 pub mod router_stage;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,107 +44,19 @@ use futures::StreamExt;
 use http::{HeaderValue, StatusCode};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, MeterProvider, ObservableGauge};
-use schemars::JsonSchema;
-use serde::Deserialize;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
+pub use self::config::{InvalidationConfig, RedisConfig, ResponseCacheConfig};
 use self::entry::{Entry, Meta, now_ms};
 use self::flight::{Flights, Role};
 use self::hints::{INVALIDATE_HEADER, RequestHints};
 use self::key::KeyParts;
 use self::memory::{Lookup, MemoryLevel};
+use self::metrics::Metrics;
 use self::redis_level::RedisLevel;
 use crate::plugins::background::AbortOnDrop;
 use crate::plugins::persisted_queries::CONTEXT_OPERATION_ID;
 use crate::plugins::redis_connection::RedisError;
-
-/// Configuration of `switchyard.response_cache`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResponseCacheConfig {
-    /// Off: responses pass through untouched.
-    #[serde(default = "enabled")]
-    pub enabled: bool,
-    /// Byte budget of the in-process level (per router process).
-    #[serde(default = "default_memory_bytes")]
-    pub memory_bytes: usize,
-    /// The level shared by every replica, and the invalidation channel. In-process only when
-    /// absent (one router, or replicas that may serve each other's stale entries until
-    /// they expire).
-    #[serde(default)]
-    pub redis: Option<RedisConfig>,
-    /// Age given to a subgraph response that has no `Cache-Control`. Absent: such a response
-    /// is not cached, so nothing is cached by accident.
-    #[serde(default, with = "humantime_serde")]
-    #[schemars(with = "Option<String>")]
-    pub default_max_age: Option<Duration>,
-    /// How long past its age a response is kept in memory, to be served (with its `Age`) when
-    /// the subgraphs fail instead of an error: the last good home feed beats an error screen.
-    /// `0s` turns it off.
-    #[serde(default = "default_stale_if_error", with = "humantime_serde")]
-    #[schemars(with = "String")]
-    pub stale_if_error: Duration,
-    /// Longest a response is kept, whatever the hints say.
-    #[serde(default = "default_max_ttl", with = "humantime_serde")]
-    #[schemars(with = "String")]
-    pub max_ttl: Duration,
-    /// The admin endpoint that invalidates by tag; none when absent.
-    #[serde(default)]
-    pub invalidation: Option<InvalidationConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RedisConfig {
-    pub url: String,
-    /// Prefix of every key this plugin writes.
-    #[serde(default = "default_prefix")]
-    pub key_prefix: String,
-    /// The pub/sub channel invalidations travel on.
-    #[serde(default = "default_channel")]
-    pub channel: String,
-    /// Longest wait for Redis before carrying on without it.
-    #[serde(default = "default_redis_timeout", with = "humantime_serde")]
-    #[schemars(with = "String")]
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InvalidationConfig {
-    /// Where the endpoint listens; keep it off the public listener (e.g. 127.0.0.1:8089).
-    #[schemars(with = "String")]
-    pub listen: SocketAddr,
-    #[serde(default = "default_invalidation_path")]
-    pub path: String,
-    /// The bearer token callers must send; at least 16 characters.
-    pub token: String,
-}
-
-fn enabled() -> bool {
-    true
-}
-fn default_memory_bytes() -> usize {
-    64 * 1024 * 1024
-}
-fn default_stale_if_error() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_max_ttl() -> Duration {
-    Duration::from_secs(3600)
-}
-fn default_prefix() -> String {
-    "switchyard:rc:".into()
-}
-fn default_channel() -> String {
-    "switchyard:rc:invalidations".into()
-}
-fn default_redis_timeout() -> Duration {
-    Duration::from_millis(50)
-}
-fn default_invalidation_path() -> String {
-    "/invalidation".into()
-}
 
 /// Context keys set by apollo-router and by `switchyard.jwt_auth`.
 const CONTEXT_OPERATION_KIND: &str = "apollo::supergraph::operation_kind";
@@ -159,18 +78,6 @@ pub struct Cache {
     /// Tag → when it was last invalidated (unix ms).
     invalidated_at: Mutex<HashMap<String, u64>>,
     metrics: Metrics,
-}
-
-struct Metrics {
-    lookups: Counter<u64>,
-    stale: Counter<u64>,
-    stores: Counter<u64>,
-    stored_bytes: Counter<u64>,
-    uncacheable: Counter<u64>,
-    evictions: Counter<u64>,
-    invalidations: Counter<u64>,
-    invalidated_entries: Counter<u64>,
-    redis_errors: Counter<u64>,
 }
 
 pub struct ResponseCache {
@@ -274,50 +181,7 @@ impl Plugin for ResponseCache {
             None => None,
         };
         let meter = apollo_router::metrics::meter_provider().meter("switchyard");
-        let counter = |name: &'static str, description: &'static str| {
-            meter
-                .u64_counter(name)
-                .with_description(description)
-                .build()
-        };
-        let metrics = Metrics {
-            lookups: counter(
-                "switchyard.response_cache.lookups",
-                "Cacheable requests, by result (hit, miss, coalesced) and level",
-            ),
-            stale: counter(
-                "switchyard.response_cache.stale",
-                "Expired in-process entries found, and stale entries served when the subgraphs failed (by outcome)",
-            ),
-            stores: counter(
-                "switchyard.response_cache.stores",
-                "Responses stored, by scope",
-            ),
-            stored_bytes: counter(
-                "switchyard.response_cache.stored_bytes",
-                "Bytes of responses stored",
-            ),
-            uncacheable: counter(
-                "switchyard.response_cache.uncacheable",
-                "Responses not stored, by reason",
-            ),
-            evictions: counter(
-                "switchyard.response_cache.evictions",
-                "In-process entries evicted to stay within memory_bytes",
-            ),
-            invalidations: counter(
-                "switchyard.response_cache.invalidations",
-                "Tags invalidated, by source (subgraph, admin, pubsub)",
-            ),
-            invalidated_entries: counter(
-                "switchyard.response_cache.invalidated_entries",
-                "Entries dropped by invalidations, by level",
-            ),
-            redis_errors: counter(
-                "switchyard.response_cache.redis_errors",
-                "Redis calls that failed or timed out, by operation",
-            ),
-        };
+        let metrics = Metrics::new(&meter);
         let memory = Arc::new(MemoryLevel::new(
             config.memory_bytes,
             config.stale_if_error.as_millis() as u64,
