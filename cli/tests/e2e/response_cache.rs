@@ -39,6 +39,21 @@ fn redis_yaml(url: &str, prefix: &str) -> String {
     )
 }
 
+/// The platform, its router caching in the shared Redis under a fresh key prefix (returned),
+/// with `extra` YAML lines for the cache.
+async fn start_with_redis(extra: &str) -> (Platform, String) {
+    let prefix = format!("test:rc:{}:", unique());
+    let cache = format!("{}{extra}", redis_yaml(SHARED_REDIS, &prefix));
+    let platform = Platform::start(Options {
+        plugins: plugins(&cache),
+        ..Options::default()
+    })
+    .await;
+    (platform, prefix)
+}
+
+const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
+
 fn invalidation_yaml(listen: std::net::SocketAddr) -> String {
     format!("    invalidation:\n      listen: {listen}\n      token: {ADMIN_TOKEN}\n")
 }
@@ -131,14 +146,8 @@ const FEED: &str =
 /// with errors are never cached and say `no-store`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hits_misses_and_expiry() {
-    let redis_url = "redis://127.0.0.1:6379";
-    let prefix = format!("test:rc:{}:", unique());
-    let cache = format!("{}    max_ttl: 2s\n", redis_yaml(redis_url, &prefix));
-    let platform = Platform::start(Options {
-        plugins: plugins(&cache),
-        ..Options::default()
-    })
-    .await;
+    let redis_url = SHARED_REDIS;
+    let (platform, prefix) = start_with_redis("    max_ttl: 2s\n").await;
     let http = &platform.http;
     let vars = json!({"n": 5});
 
@@ -222,12 +231,7 @@ async fn hits_misses_and_expiry() {
 /// one is not cached at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_responses_stay_with_their_user() {
-    let prefix = format!("test:rc:{}:", unique());
-    let platform = Platform::start(Options {
-        plugins: plugins(&redis_yaml("redis://127.0.0.1:6379", &prefix)),
-        ..Options::default()
-    })
-    .await;
+    let (platform, _) = start_with_redis("").await;
     let http = &platform.http;
     let users = demo_users();
     let (alice, bob) = (token_for(users[0]), token_for(users[1]));
@@ -271,7 +275,7 @@ async fn private_responses_stay_with_their_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_invalidation_reaches_every_router() {
     let prefix = format!("test:rc:{}:", unique());
-    let redis = redis_yaml("redis://127.0.0.1:6379", &prefix);
+    let redis = redis_yaml(SHARED_REDIS, &prefix);
     let admin = free_addr();
     let platform = Platform::start(Options {
         plugins: plugins(&format!("{redis}{}", invalidation_yaml(admin))),
@@ -424,12 +428,7 @@ async fn tag_invalidation_reaches_every_router() {
 /// 100 concurrent identical misses make one subgraph round, and all get the same answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_make_one_subgraph_round() {
-    let prefix = format!("test:rc:{}:", unique());
-    let platform = Platform::start(Options {
-        plugins: plugins(&redis_yaml("redis://127.0.0.1:6379", &prefix)),
-        ..Options::default()
-    })
-    .await;
+    let (platform, _) = start_with_redis("").await;
     let posts = platform
         .subgraphs
         .iter()
