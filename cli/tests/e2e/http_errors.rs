@@ -5,7 +5,70 @@ use crate::harness::{Options, Platform, codes, read};
 /// Malformed requests get GraphQL-over-HTTP errors with codes, never a 5xx.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_graphql_errors() {
-    let platform = Platform::start(Options::default()).await;
+    malformed_requests(Options::default())
+        .await
+        .shutdown()
+        .await;
+}
+
+/// The same with the response cache, whose first stage reads requests before apollo-router
+/// does: it must leave every malformed request for apollo-router to answer, and serve hits
+/// in the content type the client asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_graphql_errors_with_the_cache() {
+    let platform = malformed_requests(Options {
+        plugins: "  switchyard.response_cache: {}\n".to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let get = |params: &[(&str, &str)]| {
+        platform
+            .http
+            .get(&platform.url)
+            .query(params)
+            .header("apollo-require-preflight", "true")
+            .send()
+    };
+    let (status, _, body) = read(
+        get(&[
+            ("query", "{ feed { nodes { id } } }"),
+            ("variables", "{nope"),
+        ])
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(!codes(&body).is_empty(), "{body}");
+    let batch = platform
+        .http
+        .post(&platform.url)
+        .json(&json!([{"query": "{ __typename }"}, {"query": "{ __typename }"}]))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = read(batch).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(!codes(&body).is_empty(), "{body}");
+    // A hit keeps the content type the client negotiated.
+    for _ in 0..2 {
+        let (status, content_type, body) = platform
+            .post_with(
+                json!({"query": "{ feed(first: 2) { nodes { id } } }"}),
+                &[("accept", "application/graphql-response+json")],
+            )
+            .await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (200, "application/graphql-response+json"),
+            "{body}"
+        );
+    }
+    platform.shutdown().await;
+}
+
+async fn malformed_requests(options: Options) -> Platform {
+    let platform = Platform::start(options).await;
     let raw = |body: &'static str, content_type: &'static str| {
         platform
             .http
@@ -119,5 +182,5 @@ async fn malformed_requests_get_graphql_errors() {
         content_type.starts_with("application/json"),
         "{content_type}"
     );
-    platform.shutdown().await;
+    platform
 }
