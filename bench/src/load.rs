@@ -97,9 +97,10 @@ pub async fn run(
                             let status = response.status();
                             match response.text().await {
                                 Ok(text) if status == 200 && !text.contains("\"errors\"") => Ok(()),
-                                Ok(text) => {
-                                    Err(format!("{status}: {}", &text[..text.len().min(300)]))
-                                }
+                                Ok(text) => Err(format!(
+                                    "{status}: {}",
+                                    text.chars().take(300).collect::<String>()
+                                )),
                                 Err(e) => Err(e.to_string()),
                             }
                         }

@@ -204,6 +204,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             skip_migrations,
         } => {
             let def = subgraphs::find(&name)?;
+            // Settings first: a typo in the environment must not wait for (or touch) the shards.
+            let options =
+                switchyard_kit::server::ServerOptions::from_env().map_err(anyhow::Error::msg)?;
             let store = store.connect(def).await?;
             if !skip_migrations {
                 (def.migrate)(&store)
@@ -220,8 +223,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "listening on http://{}/graphql",
                 listener.local_addr()?
             );
-            let options =
-                switchyard_kit::server::ServerOptions::from_env().map_err(anyhow::Error::msg)?;
             let app = (def.router)(store, &options)
                 .map_err(|e| anyhow::anyhow!("subgraph {}: {e}", def.name))?;
             switchyard_kit::server::serve(listener, app, shutdown_signal()).await?;

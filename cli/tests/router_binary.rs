@@ -9,15 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use switchyard_kit::testing::free_addr;
+
 fn repo_root() -> std::path::PathBuf {
     switchyard_kit::testing::repo_root()
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 fn spawn_router(config: &Path) -> Child {

@@ -122,12 +122,14 @@ pub struct Options {
     pub listen: Option<SocketAddr>,
 }
 
-/// A port nobody listens on right now.
-pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
+pub use switchyard_kit::testing::free_addr;
+
+/// A number no earlier test run used (for Redis key prefixes shared with other runs).
+pub fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .local_addr()
-        .unwrap()
+        .as_nanos()
 }
 
 impl Default for Options {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Options, Platform, codes, read, spawn_redis};
+use crate::harness::{Options, Platform, codes, read, spawn_redis, unique};
 
 /// The sign-in rules; with `redis`, a shared budget and a small per-client rule as well.
 fn sign_in_rules(redis: Option<&str>) -> String {
@@ -33,13 +33,6 @@ fn sign_in_rules(redis: Option<&str>) -> String {
             ""
         }
     )
-}
-
-fn unique() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }
 
 const SIGN_IN: &str = "mutation Login($i: SignInInput!) { signIn(input: $i) { accessToken } }";

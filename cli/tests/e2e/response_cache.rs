@@ -7,16 +7,11 @@ use std::time::{Duration, Instant};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::harness::{Options, Platform, USERS, free_addr, read, spawn_redis, spawn_redis_at};
+use crate::harness::{
+    Options, Platform, USERS, free_addr, read, spawn_redis, spawn_redis_at, unique,
+};
 
 const ADMIN_TOKEN: &str = "test-invalidation-token-0123456789";
-
-fn unique() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
 
 /// jwt_auth with the development key, persisted queries, and the cache (with `cache_yaml`
 /// lines under it).

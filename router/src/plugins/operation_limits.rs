@@ -10,9 +10,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use apollo_compiler::Schema;
-use apollo_compiler::ast::{
-    Definition, Document, OperationDefinition, Selection, Value as AstValue,
-};
+use apollo_compiler::ast::{Selection, Value as AstValue};
 use apollo_router::graphql;
 use apollo_router::layers::ServiceBuilderExt;
 use apollo_router::plugin::{Plugin, PluginInit};
@@ -22,6 +20,8 @@ use http::StatusCode;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
+
+use crate::plugins::operation;
 
 /// Configuration of `switchyard.operation_limits`. Each limit is inclusive.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -251,40 +251,19 @@ fn measure(
             });
         }
     }
-    let Ok(document) = Document::parse(query, "operation.graphql") else {
+    let Some(document) = operation::parse(query) else {
         return Ok(Measurement {
             tokens,
             ..Measurement::default()
         });
     };
-    let fragments: HashMap<&str, &apollo_compiler::ast::FragmentDefinition> = document
-        .definitions
-        .iter()
-        .filter_map(|d| match d {
-            Definition::FragmentDefinition(f) => Some((f.name.as_str(), &**f)),
-            _ => None,
-        })
-        .collect();
-    let operations: Vec<&OperationDefinition> = document
-        .definitions
-        .iter()
-        .filter_map(|d| match d {
-            Definition::OperationDefinition(op) => Some(&**op),
-            _ => None,
-        })
-        .collect();
-    let operation = match operation_name {
-        Some(name) => operations
-            .iter()
-            .find(|op| op.name.as_ref().is_some_and(|n| n == name)),
-        None => operations.first(),
-    };
-    let Some(operation) = operation else {
+    let Some(operation) = operation::select(&document, operation_name) else {
         return Ok(Measurement {
             tokens,
             ..Measurement::default()
         });
     };
+    let fragments = operation::fragments(&document);
     let root_type = match operation.operation_type {
         apollo_compiler::ast::OperationType::Query => "Query",
         apollo_compiler::ast::OperationType::Mutation => "Mutation",
@@ -299,8 +278,7 @@ fn measure(
         stack: Vec::new(),
     };
     let measured = walker.selections(&operation.selection_set, root_type, false);
-    let mut root_fields = 0;
-    walker.count_root_fields(&operation.selection_set, &mut root_fields, &mut Vec::new());
+    let root_fields = operation::root_fields(operation, &walker.fragments).len() as u32;
     Ok(Measurement {
         depth: measured.depth,
         aliases: measured.aliases,
@@ -414,34 +392,6 @@ impl<'a> Walker<'a> {
                 AstValue::Variable(v) => self.variables.get(v.as_str()).copied(),
                 _ => None,
             })
-    }
-
-    /// Counts fields at the root, looking through fragments. A fragment spread twice adds its
-    /// fields once (GraphQL merges them), which also ends cycles and fragment bombs.
-    fn count_root_fields(
-        &self,
-        selections: &'a [Selection],
-        count: &mut u32,
-        seen: &mut Vec<&'a str>,
-    ) {
-        for selection in selections {
-            match selection {
-                Selection::Field(_) => *count += 1,
-                Selection::InlineFragment(inline) => {
-                    self.count_root_fields(&inline.selection_set, count, seen)
-                }
-                Selection::FragmentSpread(spread) => {
-                    let name = spread.fragment_name.as_str();
-                    if seen.contains(&name) {
-                        continue;
-                    }
-                    if let Some(fragment) = self.fragments.get(name) {
-                        seen.push(fragment.name.as_str());
-                        self.count_root_fields(&fragment.selection_set, count, seen);
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tokio::sync::Mutex;
 
+use crate::plugins::now_ms;
+
 /// Why a call did not reach Redis.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
@@ -80,7 +82,10 @@ impl RedisConnection {
             return Err(RedisError::Resting);
         }
         let result = async {
-            let conn = self.connection().await?;
+            // Bounds the wait for the slot too: requests queue there while one connects.
+            let conn = tokio::time::timeout(self.timeout * 2, self.connection())
+                .await
+                .map_err(|_| "connecting to redis timed out".to_owned())??;
             tokio::time::timeout(self.timeout, call(conn))
                 .await
                 .map_err(|_| "redis did not answer in time".to_owned())?
@@ -94,11 +99,4 @@ impl RedisConnection {
         }
         result
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
 }

@@ -166,6 +166,13 @@ pub async fn execute_with_cache_headers<E: async_graphql::Executor>(
     )
 }
 
+/// A loopback address nobody listens on right now.
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("an ephemeral port on 127.0.0.1")
+}
+
 /// The `extensions.code` of each error in a GraphQL response.
 pub fn codes(response: &serde_json::Value) -> Vec<String> {
     response["errors"]

@@ -32,7 +32,9 @@ use crate::plugins::background::AbortOnDrop;
 pub const USER_HEADER: &str = "x-switchyard-user-id";
 pub const SCOPES_HEADER: &str = "x-switchyard-scopes";
 pub const SECRET_HEADER: &str = "x-switchyard-router-secret";
-const CONTEXT_USER: &str = "switchyard::auth::user_id";
+/// Where the verified user id goes in the request context (read by rate_limit and
+/// response_cache).
+pub const CONTEXT_USER: &str = "switchyard::auth::user_id";
 const CONTEXT_SCOPES: &str = "switchyard::auth::scopes";
 
 /// Configuration of `switchyard.jwt_auth`.
@@ -115,14 +117,14 @@ impl Plugin for JwtAuth {
             }))
         });
         let allowed: HashSet<_> = config.algorithms.iter().map(|a| a.algorithm()).collect();
-        let verifier = Verifier {
+        let verifier = Verifier::new(
             keys,
-            allowed,
-            issuer: config.issuer,
-            audiences: config.audiences,
-            leeway_secs: config.leeway.as_secs(),
-            max_token_bytes: config.max_token_bytes,
-        };
+            &allowed,
+            &config.issuer,
+            &config.audiences,
+            config.leeway.as_secs(),
+            config.max_token_bytes,
+        );
         Ok(Self {
             verifier: Arc::new(verifier),
             allow_anonymous: config.allow_anonymous,

@@ -1,6 +1,6 @@
 //! Checking one bearer token: size, header, algorithm, key, signature, then claims.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
@@ -59,15 +59,42 @@ pub enum AuthError {
 }
 
 pub struct Verifier {
-    pub keys: Arc<KeyStore>,
-    pub allowed: HashSet<Algorithm>,
-    pub issuer: String,
-    pub audiences: Vec<String>,
-    pub leeway_secs: u64,
-    pub max_token_bytes: usize,
+    keys: Arc<KeyStore>,
+    /// The checks for each allowed algorithm, built once (the key decides which applies).
+    validations: HashMap<Algorithm, Validation>,
+    leeway_secs: u64,
+    max_token_bytes: usize,
 }
 
 impl Verifier {
+    pub fn new(
+        keys: Arc<KeyStore>,
+        allowed: &HashSet<Algorithm>,
+        issuer: &str,
+        audiences: &[String],
+        leeway_secs: u64,
+        max_token_bytes: usize,
+    ) -> Self {
+        let validations = allowed
+            .iter()
+            .map(|alg| {
+                let mut validation = Validation::new(*alg);
+                validation.set_issuer(&[issuer]);
+                validation.set_audience(audiences);
+                validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+                validation.validate_nbf = true;
+                validation.leeway = leeway_secs;
+                (*alg, validation)
+            })
+            .collect();
+        Self {
+            keys,
+            validations,
+            leeway_secs,
+            max_token_bytes,
+        }
+    }
+
     /// Verifies the value of an `Authorization` header.
     pub async fn verify_header(&self, header: &str) -> Result<Identity, AuthError> {
         let token = header
@@ -84,7 +111,7 @@ impl Verifier {
             return Err(AuthError::TooLarge(self.max_token_bytes));
         }
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
-        if !self.allowed.contains(&header.alg) {
+        if !self.validations.contains_key(&header.alg) {
             return Err(AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
         }
         let key = match &header.kid {
@@ -108,13 +135,11 @@ impl Verifier {
                 header.alg
             )));
         }
-        let mut validation = Validation::new(key.alg);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&self.audiences);
-        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
-        validation.validate_nbf = true;
-        validation.leeway = self.leeway_secs;
-        let data = decode::<Claims>(token, &key.key, &validation).map_err(|e| match e.kind() {
+        let validation = self
+            .validations
+            .get(&key.alg)
+            .ok_or_else(|| AuthError::AlgorithmNotAllowed(format!("{:?}", key.alg)))?;
+        let data = decode::<Claims>(token, &key.key, validation).map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
             ErrorKind::ImmatureSignature => AuthError::NotYetValid,
             ErrorKind::InvalidIssuer => AuthError::WrongIssuer,

@@ -15,9 +15,8 @@ pub mod redis_backend;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use apollo_compiler::ast::{Definition, Document};
 use apollo_router::graphql;
 use apollo_router::layers::ServiceBuilderExt;
 use apollo_router::plugin::{Plugin, PluginInit};
@@ -35,6 +34,10 @@ use self::gcra::{Decision, Quota};
 use self::keys::KeySource;
 use self::memory::MemoryBackend;
 use self::redis_backend::RedisBackend;
+use crate::plugins::jwt_auth::CONTEXT_USER;
+use crate::plugins::operation;
+use crate::plugins::persisted_queries::CLIENT_NAME_HEADER;
+use crate::plugins::redis_connection::RedisError;
 
 /// Configuration of `switchyard.rate_limit`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -114,9 +117,6 @@ struct Limiter {
 pub struct RateLimit {
     limiter: Arc<Limiter>,
 }
-
-/// The user id `switchyard.jwt_auth` puts in the context.
-const CONTEXT_USER: &str = "switchyard::auth::user_id";
 
 #[async_trait::async_trait]
 impl Plugin for RateLimit {
@@ -230,7 +230,7 @@ impl Limiter {
                     .flatten(),
                 KeySource::Client => Some(
                     headers
-                        .get("apollographql-client-name")
+                        .get(CLIENT_NAME_HEADER)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("unknown")
                         .to_owned(),
@@ -277,15 +277,14 @@ impl Limiter {
                 Ok(decision) => return decision,
                 Err(e) => {
                     self.fallbacks.add(1, &[]);
-                    tracing::warn!("switchyard.rate_limit: using in-process limits: {e}");
+                    // Logged once per failure, not again for each request while Redis rests.
+                    if let RedisError::Failed(e) = e {
+                        tracing::warn!("switchyard.rate_limit: using in-process limits: {e}");
+                    }
                 }
             }
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
-        self.memory.check(key, quota, now)
+        self.memory.check(key, quota, crate::plugins::now_ms())
     }
 }
 
@@ -298,53 +297,19 @@ struct Shape {
 }
 
 fn operation_shape(query: &str, requested: Option<&str>) -> Shape {
-    use apollo_compiler::ast::Selection;
-    let Ok(document) = Document::parse(query, "operation.graphql") else {
+    let Some(document) = operation::parse(query) else {
         return Shape::default();
     };
-    let mut operations = document.definitions.iter().filter_map(|d| match d {
-        Definition::OperationDefinition(op) => Some(op),
-        _ => None,
-    });
-    let op = match requested {
-        Some(name) => operations.find(|op| op.name.as_ref().is_some_and(|n| n == name)),
-        None => operations.next(),
-    };
-    let Some(op) = op else {
+    let Some(op) = operation::select(&document, requested) else {
         return Shape::default();
     };
-    let fragments: std::collections::HashMap<&str, &apollo_compiler::ast::FragmentDefinition> =
-        document
-            .definitions
-            .iter()
-            .filter_map(|d| match d {
-                Definition::FragmentDefinition(f) => Some((f.name.as_str(), &**f)),
-                _ => None,
-            })
-            .collect();
-    let mut root_fields = Vec::new();
-    let mut pending: Vec<&[Selection]> = vec![&op.selection_set];
-    let mut seen = Vec::new();
-    while let Some(selections) = pending.pop() {
-        for selection in selections {
-            match selection {
-                Selection::Field(f) => root_fields.push(f.clone()),
-                Selection::InlineFragment(i) => pending.push(&i.selection_set),
-                Selection::FragmentSpread(spread) => {
-                    let name = spread.fragment_name.as_str();
-                    if !seen.contains(&name)
-                        && let Some(f) = fragments.get(name)
-                    {
-                        seen.push(name);
-                        pending.push(&f.selection_set);
-                    }
-                }
-            }
-        }
-    }
+    let fragments = operation::fragments(&document);
     Shape {
         name: op.name.as_ref().map(|n| n.to_string()),
-        root_fields,
+        root_fields: operation::root_fields(op, &fragments)
+            .into_iter()
+            .cloned()
+            .collect(),
     }
 }
 
@@ -547,8 +512,8 @@ mod tests {
     }
 
     fn rand_suffix() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos() as u64
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::plugins::redis_connection::RedisConnection;
+use crate::plugins::redis_connection::{RedisConnection, RedisError};
 
 use super::gcra::{Decision, Quota};
 
@@ -41,22 +41,25 @@ impl RedisBackend {
         })
     }
 
-    /// One check, or why Redis could not answer in time.
-    pub async fn check(&self, key: &str, quota: &Quota) -> Result<Decision, String> {
+    /// One check, or why Redis could not answer in time. After a failure Redis rests for a
+    /// second: the in-process limits answer at once instead of every request waiting out a
+    /// timeout.
+    pub async fn check(&self, key: &str, quota: &Quota) -> Result<Decision, RedisError> {
         let key = format!("{}{key}", self.prefix);
         let reply: Vec<i64> = self
             .redis
-            .run(false, |mut conn| async move {
+            .run(true, |mut conn| async move {
                 let mut invocation = self.script.key(key);
                 invocation
                     .arg(quota.emission_ms())
                     .arg(quota.tolerance_ms());
                 invocation.invoke_async(&mut conn).await
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let [allowed, remaining, reset, retry] = reply[..] else {
-            return Err(format!("unexpected redis reply {reply:?}"));
+            return Err(RedisError::Failed(format!(
+                "unexpected redis reply {reply:?}"
+            )));
         };
         Ok(Decision {
             allowed: allowed == 1,

@@ -85,12 +85,7 @@ pub fn matches_etag(if_none_match: &str, etag: &str) -> bool {
             .any(|t| t == "*" || t == etag)
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
+pub use crate::plugins::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -55,13 +55,12 @@ use self::memory::{Lookup, MemoryLevel};
 use self::metrics::Metrics;
 use self::redis_level::RedisLevel;
 use crate::plugins::background::AbortOnDrop;
-use crate::plugins::persisted_queries::CONTEXT_OPERATION_ID;
+use crate::plugins::jwt_auth::CONTEXT_USER;
+use crate::plugins::persisted_queries::{CLIENT_NAME_HEADER, CONTEXT_OPERATION_ID};
 use crate::plugins::redis_connection::RedisError;
 
-/// Context keys set by apollo-router and by `switchyard.jwt_auth`.
+/// Set by apollo-router once it has parsed the operation.
 const CONTEXT_OPERATION_KIND: &str = "apollo::supergraph::operation_kind";
-const CONTEXT_USER: &str = "switchyard::auth::user_id";
-const CLIENT_NAME_HEADER: &str = "apollographql-client-name";
 
 /// How long an invalidated tag is remembered, so a response computed while it was being
 /// invalidated is not stored (longer than any request may take).
