@@ -27,7 +27,7 @@ use tower::{BoxError, ServiceBuilder, ServiceExt};
 
 use self::keys::{Alg, JwksConfig, KeyConfig, KeyStore};
 use self::verify::{AuthError, Verifier};
-use crate::plugins::background::AbortOnDrop;
+use crate::plugins::background::{self, AbortOnDrop};
 
 pub const USER_HEADER: &str = "x-switchyard-user-id";
 pub const SCOPES_HEADER: &str = "x-switchyard-scopes";
@@ -102,19 +102,12 @@ impl Plugin for JwtAuth {
             .map_err(|_| fail("subgraph_secret must be printable ASCII".into()))?;
         let keys = Arc::new(KeyStore::new(&config.keys, config.jwks.clone()).map_err(fail)?);
         keys.refresh(false).await.map_err(fail)?;
-        let refresher = keys.jwks_refresh_interval().map(|every| {
-            let keys = Arc::downgrade(&keys);
-            AbortOnDrop(tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(every);
-                ticker.tick().await;
-                loop {
-                    ticker.tick().await;
-                    let Some(keys) = keys.upgrade() else { return };
-                    if let Err(e) = keys.refresh(false).await {
-                        tracing::error!("switchyard.jwt_auth: keeping the previous keys: {e}");
-                    }
+        let refresher = keys.jwks_refresh_interval().map(|interval| {
+            background::every(interval, Arc::downgrade(&keys), |keys| async move {
+                if let Err(e) = keys.refresh(false).await {
+                    tracing::error!("switchyard.jwt_auth: keeping the previous keys: {e}");
                 }
-            }))
+            })
         });
         let allowed: HashSet<_> = config.algorithms.iter().map(|a| a.algorithm()).collect();
         let verifier = Verifier::new(

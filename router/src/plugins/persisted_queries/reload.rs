@@ -16,7 +16,7 @@ use opentelemetry::metrics::Counter;
 
 use super::manifest::{Manifest, ManifestError};
 use super::retired::Retired;
-use crate::plugins::background::AbortOnDrop;
+use crate::plugins::background::{self, AbortOnDrop};
 
 /// What requests are checked against.
 #[derive(Debug, Default)]
@@ -114,15 +114,9 @@ impl Watched {
 
 /// Polls `watched` every `interval` while it is alive.
 pub fn spawn(watched: Weak<Watched>, interval: Duration, reloads: Counter<u64>) -> AbortOnDrop {
-    AbortOnDrop(tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            let Some(watched) = watched.upgrade() else {
-                return;
-            };
+    background::every(interval, watched, move |watched| {
+        let reloads = reloads.clone();
+        async move {
             let outcome = tokio::task::spawn_blocking(move || watched.reload_if_changed()).await;
             match outcome {
                 Ok(None) => {}
@@ -137,7 +131,7 @@ pub fn spawn(watched: Weak<Watched>, interval: Duration, reloads: Counter<u64>) 
                 Err(e) => tracing::error!("persisted queries: reload task failed: {e}"),
             }
         }
-    }))
+    })
 }
 
 #[cfg(test)]
