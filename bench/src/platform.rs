@@ -76,7 +76,8 @@ impl Platform {
             &config,
             format!(
                 "supergraph:\n  listen: 127.0.0.1:0\n  path: /graphql\nhealth_check:\n  enabled: false\n\
-                 override_subgraph_url:\n{urls}plugins:\n  switchyard.headers_guard: {{}}\n{plugins}"
+                 override_subgraph_url:\n{urls}{plugins}",
+                plugins = switchyard_router::pipeline::plugins_yaml(plugins)
             ),
         )?;
         let router = switchyard_router::start(&RouterOptions {

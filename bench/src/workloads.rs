@@ -94,7 +94,7 @@ fn home_feed(settings: &Settings) -> anyhow::Result<(std::path::PathBuf, Manifes
 pub async fn persisted_queries(settings: &Settings) -> anyhow::Result<()> {
     let (manifest_path, home) = home_feed(settings)?;
     let plugins = format!(
-        "  switchyard.persisted_queries:\n    mode: enforce\n    manifest: {}\n",
+        "  persisted_queries:\n    mode: enforce\n    manifest: {}\n",
         manifest_path.display()
     );
     println!(
@@ -150,7 +150,7 @@ pub async fn protection(settings: &Settings) -> anyhow::Result<()> {
     );
     let mut platform = Platform::start(&settings.repo, 10_000, 100_000, "").await?;
     let protected = format!(
-        r#"  switchyard.jwt_auth:
+        r#"  jwt_auth:
     issuer: {DEV_ISSUER}
     audiences: [{DEV_AUDIENCE}]
     algorithms: [HS256]
@@ -158,8 +158,8 @@ pub async fn protection(settings: &Settings) -> anyhow::Result<()> {
     subgraph_secret: bench-router-secret-0123456789
     keys:
       - {{ kid: dev, alg: HS256, secret: {DEV_HMAC_SECRET} }}
-  switchyard.operation_limits: {{}}
-  switchyard.rate_limit:
+  operation_limits: {{}}
+  rate_limit:
     rules:
       - {{ name: per-user, key: user, limit: 100000000, per: 1m }}
       - {{ name: per-ip, key: ip, limit: 100000000, per: 1m }}
@@ -193,11 +193,11 @@ pub async fn protection(settings: &Settings) -> anyhow::Result<()> {
 pub async fn cache(settings: &Settings) -> anyhow::Result<()> {
     let (manifest_path, home) = home_feed(settings)?;
     let common = format!(
-        r#"  switchyard.persisted_queries:
+        r#"  persisted_queries:
     mode: enforce
     manifest: {manifest}
-  switchyard.operation_limits: {{}}
-  switchyard.rate_limit:
+  operation_limits: {{}}
+  rate_limit:
     rules:
       - {{ name: per-ip, key: ip, limit: 100000000, per: 1m }}
 "#,
@@ -210,7 +210,7 @@ pub async fn cache(settings: &Settings) -> anyhow::Result<()> {
             .as_millis()
     );
     let cached = format!(
-        "{common}  switchyard.response_cache:\n    redis:\n      url: redis://127.0.0.1:6379\n      key_prefix: \"{prefix}\"\n"
+        "{common}  response_cache:\n    redis:\n      url: redis://127.0.0.1:6379\n      key_prefix: \"{prefix}\"\n"
     );
     println!(
         "starting the platform (10,000 users, 100,000 posts, 4 SQLite shards per subgraph)..."

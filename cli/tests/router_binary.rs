@@ -83,7 +83,7 @@ async fn persisted_query_metrics_reach_prometheus_and_sigterm_stops_cleanly() {
         format!(
             "supergraph:\n  listen: {graphql}\n  path: /graphql\nhealth_check:\n  enabled: false\n\
              telemetry:\n  exporters:\n    metrics:\n      prometheus:\n        enabled: true\n        listen: {metrics}\n        path: /metrics\n\
-             plugins:\n  switchyard.persisted_queries:\n    mode: enforce\n    manifest: {}\n    reload_interval: 100ms\n",
+             plugins:\n  switchyard.pipeline:\n    persisted_queries:\n      mode: enforce\n      manifest: {}\n      reload_interval: 100ms\n",
             manifest_path.display()
         ),
     )
@@ -188,15 +188,15 @@ fn configuration_mistakes_stop_start_up_and_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (
-            "plugins:\n  switchyard.headers_guard:\n    strip_prefixs: [x-]\n",
+            "plugins:\n  switchyard.pipeline:\n    headers_guard:\n      strip_prefixs: [x-]\n",
             "strip_prefixs",
         ),
         (
-            "plugins:\n  switchyard.persisted_queries:\n    mode: enforce\n    manifest: /nonexistent/manifest.json\n",
+            "plugins:\n  switchyard.pipeline:\n    persisted_queries:\n      mode: enforce\n      manifest: /nonexistent/manifest.json\n",
             "/nonexistent/manifest.json",
         ),
         (
-            "plugins:\n  switchyard.persisted_queries:\n    mode: strict\n    manifest: x.json\n",
+            "plugins:\n  switchyard.pipeline:\n    persisted_queries:\n      mode: strict\n      manifest: x.json\n",
             "strict",
         ),
         ("supergraph:\n  listen: [not, an, address]\n", "listen"),

@@ -10,6 +10,7 @@
 //! - [`start`]: embeds a router with [`RouterHttpServer`] and hands back its address, for tests
 //!   and benchmarks that run several routers in one process. No telemetry there.
 
+pub mod pipeline;
 pub mod plugins;
 
 pub use apollo_router::RouterHttpServer;

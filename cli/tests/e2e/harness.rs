@@ -110,7 +110,7 @@ pub struct Options {
     pub accounts_timeout: &'static str,
     pub hot_reload: bool,
     pub introspection: bool,
-    /// More plugin configuration (YAML lines indented under `plugins:`).
+    /// Pipeline stages (YAML keys of `switchyard.pipeline`, at two-space indentation).
     pub plugins: String,
     /// Serve this supergraph file (written by `write_supergraph`) instead of the committed one.
     pub supergraph: Option<PathBuf>,
@@ -337,9 +337,6 @@ headers:
     request:
       - propagate:
           matching: "^x-.*"
-plugins:
-  switchyard.headers_guard: {{}}
-  switchyard.graphql_over_http: {{}}
 {plugins}"#,
         introspection = options.introspection,
         listen = options
@@ -347,7 +344,11 @@ plugins:
             .map(|a| a.to_string())
             .unwrap_or_else(|| "127.0.0.1:0".to_owned()),
         timeout = options.accounts_timeout,
-        plugins = options.plugins,
+        // The pipeline always runs (with the guard, as in every shipped config).
+        plugins = switchyard_router::pipeline::plugins_yaml(&format!(
+            "  headers_guard: {{}}\n{}",
+            options.plugins
+        )),
     )
 }
 
@@ -392,7 +393,7 @@ pub fn spawn_redis_at(addr: SocketAddr) -> std::process::Child {
 pub fn dev_jwt_plugin() -> String {
     use switchyard_accounts::tokens::{DEV_AUDIENCE, DEV_HMAC_SECRET, DEV_ISSUER};
     format!(
-        r#"  switchyard.jwt_auth:
+        r#"  jwt_auth:
     issuer: {DEV_ISSUER}
     audiences: [{DEV_AUDIENCE}]
     algorithms: [HS256]

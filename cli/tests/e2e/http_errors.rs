@@ -17,7 +17,7 @@ async fn malformed_requests_get_graphql_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_graphql_errors_with_the_cache() {
     let platform = malformed_requests(Options {
-        plugins: "  switchyard.response_cache: {}\n".to_owned(),
+        plugins: "  response_cache: {}\n".to_owned(),
         ..Options::default()
     })
     .await;

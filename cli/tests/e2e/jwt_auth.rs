@@ -20,7 +20,7 @@ fn fixture(name: &str) -> String {
 
 fn plugin_yaml(allow_anonymous: bool, jwks: &str) -> String {
     format!(
-        r#"  switchyard.jwt_auth:
+        r#"  jwt_auth:
     issuer: {ISSUER}
     audiences: [{AUDIENCE}]
     algorithms: [ES256, HS256]
@@ -35,7 +35,7 @@ fn plugin_yaml(allow_anonymous: bool, jwks: &str) -> String {
       file: {jwks}
       refresh_interval: 1h
       min_refresh_gap: 1s
-  switchyard.operation_limits:
+  operation_limits:
     max_depth: 6
     max_aliases: 5
 "#

@@ -53,7 +53,7 @@ fn pq_files(manifest: &ManifestFile, retired: &str) -> PqFiles {
 
 fn plugin_yaml(mode: &str, files: &PqFiles) -> String {
     format!(
-        "  switchyard.persisted_queries:\n    mode: {mode}\n    manifest: {}\n    retired: {}\n    reload_interval: 100ms\n    max_get_query_bytes: 2048\n",
+        "  persisted_queries:\n    mode: {mode}\n    manifest: {}\n    retired: {}\n    reload_interval: 100ms\n  read:\n    max_query_string_bytes: 2048\n",
         files.manifest.display(),
         files.retired.display()
     )

@@ -13,7 +13,7 @@ fn sign_in_rules(redis: Option<&str>) -> String {
         .map(|url| format!("    redis:\n      url: {url}\n      key_prefix: \"test:{}:\"\n      timeout: 200ms\n", unique()))
         .unwrap_or_default();
     format!(
-        r#"  switchyard.rate_limit:
+        r#"  rate_limit:
 {redis_yaml}    trusted_proxies: [10.0.0.0/8]
     rules:
       - name: sign-in-per-ip

@@ -18,10 +18,10 @@ const ADMIN_TOKEN: &str = "test-invalidation-token-0123456789";
 fn plugins(cache_yaml: &str) -> String {
     let manifest = crate::harness::repo_root().join("persisted-queries/manifest.json");
     format!(
-        r#"{jwt}  switchyard.persisted_queries:
+        r#"{jwt}  persisted_queries:
     mode: allow_apq
     manifest: {manifest}
-  switchyard.response_cache:
+  response_cache:
 {cache_yaml}"#,
         jwt = crate::harness::dev_jwt_plugin(),
         manifest = manifest.display()

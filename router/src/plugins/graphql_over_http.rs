@@ -1,84 +1,148 @@
-//! `switchyard.graphql_over_http`: answers with `application/graphql-response+json` when the
-//! client asks for it, as the GraphQL-over-HTTP spec expects.
+//! The pipeline's `graphql_over_http` stage: answers with `application/graphql-response+json`
+//! when the client asks for it, as the GraphQL-over-HTTP spec expects, and with 200 for
+//! document errors when a legacy client accepts only `application/json`.
 //!
 //! apollo-router accepts that media type but always labels single responses
 //! `application/json`. Clients that follow the spec (and send only the new type, or prefer it)
 //! use the content type to know that a 4xx body is still a GraphQL response; we relabel it.
 
-use apollo_router::plugin::{Plugin, PluginInit};
-use apollo_router::register_plugin;
 use apollo_router::services::router;
-use http::HeaderValue;
 use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderValue, StatusCode};
+use http_body_util::BodyExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tower::{BoxError, ServiceBuilder, ServiceExt};
+use tower::BoxError;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
-const CONTEXT_KEY: &str = "switchyard::graphql_over_http::wants_graphql_response";
 
-/// Configuration of `switchyard.graphql_over_http`.
+/// Configuration of the `graphql_over_http` stage.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GraphqlOverHttpConfig {
-    /// Relabel responses for clients that prefer `application/graphql-response+json`.
+    /// Relabel responses for clients that prefer `application/graphql-response+json`, and
+    /// answer legacy `application/json` clients 200 for GraphQL errors.
     #[serde(default = "enabled")]
     pub enabled: bool,
+}
+
+impl Default for GraphqlOverHttpConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 fn enabled() -> bool {
     true
 }
 
-#[derive(Debug)]
-pub struct GraphqlOverHttp {
-    enabled: bool,
+/// The media type the client negotiated, read from `Accept` before the request goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Negotiated {
+    /// `application/graphql-response+json`: the status says how the request went.
+    GraphqlResponse,
+    /// `application/json` (or no preference): legacy clients read errors from a 200 body.
+    Json,
 }
 
-#[async_trait::async_trait]
-impl Plugin for GraphqlOverHttp {
-    type Config = GraphqlOverHttpConfig;
-
-    async fn new(init: PluginInit<Self::Config>) -> Result<Self, BoxError> {
-        Ok(Self {
-            enabled: init.config.enabled,
-        })
+/// Which media type the response is labelled with.
+pub fn negotiate(headers: &http::HeaderMap) -> Negotiated {
+    if prefers_graphql_response(headers.get(ACCEPT)) {
+        Negotiated::GraphqlResponse
+    } else {
+        Negotiated::Json
     }
+}
 
-    fn router_service(&self, service: router::BoxService) -> router::BoxService {
-        if !self.enabled {
-            return service;
+/// Errors raised while the GraphQL document is parsed, validated and its variables coerced:
+/// to an `application/json` client the spec answers those with 200 (the request itself was
+/// well-formed); only our policy refusals and malformed requests keep their 4xx.
+const DOCUMENT_ERRORS: [&str; 4] = [
+    "GRAPHQL_PARSE_FAILED",
+    "GRAPHQL_VALIDATION_FAILED",
+    "VALIDATION_INVALID_TYPE_VARIABLE",
+    "GRAPHQL_UNKNOWN_OPERATION_NAME",
+];
+
+/// Largest error body read to decide the status (apollo-router's error bodies are small).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Labels the response for what the client negotiated and, for legacy clients, turns the 400
+/// of a document error into a 200.
+pub async fn finish(
+    response: router::Response,
+    negotiated: Negotiated,
+) -> Result<router::Response, BoxError> {
+    let router::Response {
+        response, context, ..
+    } = response;
+    let (mut parts, body) = response.into_parts();
+    let is_json = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return router::Response::http_response_builder()
+            .response(http::Response::from_parts(parts, body))
+            .context(context)
+            .build();
+    }
+    let body = match negotiated {
+        Negotiated::GraphqlResponse => {
+            parts.headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(GRAPHQL_RESPONSE_JSON),
+            );
+            body
         }
-        ServiceBuilder::new()
-            .map_request(|request: router::Request| {
-                if prefers_graphql_response(request.router_request.headers().get(ACCEPT)) {
-                    let _ = request.context.insert(CONTEXT_KEY, true);
-                }
-                request
-            })
-            .map_response(|mut response: router::Response| {
-                let wanted = response
-                    .context
-                    .get::<_, bool>(CONTEXT_KEY)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(false);
-                let headers = response.response.headers_mut();
-                let is_json = headers
-                    .get(CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.starts_with("application/json"));
-                if wanted && is_json {
-                    headers.insert(
-                        CONTENT_TYPE,
-                        HeaderValue::from_static(GRAPHQL_RESPONSE_JSON),
-                    );
-                }
-                response
-            })
-            .service(service)
-            .boxed()
+        Negotiated::Json if parts.status == StatusCode::BAD_REQUEST => {
+            let bytes = http_body_util::Limited::new(body, MAX_ERROR_BODY)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            if only_document_errors(&bytes) {
+                parts.status = StatusCode::OK;
+            }
+            router::body::from_bytes(bytes)
+        }
+        Negotiated::Json => body,
+    };
+    router::Response::http_response_builder()
+        .response(http::Response::from_parts(parts, body))
+        .context(context)
+        .build()
+}
+
+/// True when `body` is a GraphQL response without data whose errors all have a
+/// [`DOCUMENT_ERRORS`] code.
+fn only_document_errors(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Response {
+        #[serde(default)]
+        errors: Vec<Error>,
     }
+    #[derive(serde::Deserialize)]
+    struct Error {
+        #[serde(default)]
+        extensions: Option<Extensions>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Extensions {
+        #[serde(default)]
+        code: Option<String>,
+    }
+    let Ok(response) = serde_json::from_slice::<Response>(body) else {
+        return false;
+    };
+    !response.errors.is_empty()
+        && response.errors.iter().all(|e| {
+            e.extensions
+                .as_ref()
+                .and_then(|x| x.code.as_deref())
+                .is_some_and(|c| DOCUMENT_ERRORS.contains(&c))
+        })
 }
 
 /// True when `application/graphql-response+json` has the highest quality in `Accept` among the
@@ -113,14 +177,27 @@ fn prefers_graphql_response(accept: Option<&HeaderValue>) -> bool {
     }
 }
 
-register_plugin!("switchyard", "graphql_over_http", GraphqlOverHttp);
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn prefers(accept: &str) -> bool {
         prefers_graphql_response(Some(&HeaderValue::from_str(accept).unwrap()))
+    }
+
+    #[test]
+    fn legacy_clients_get_200_for_document_errors_only() {
+        let body = |code: &str| {
+            format!(r#"{{"errors":[{{"message":"m","extensions":{{"code":"{code}"}}}}]}}"#)
+        };
+        assert!(only_document_errors(body("GRAPHQL_PARSE_FAILED").as_bytes()));
+        assert!(only_document_errors(
+            body("GRAPHQL_VALIDATION_FAILED").as_bytes()
+        ));
+        assert!(!only_document_errors(body("RATE_LIMITED").as_bytes()));
+        assert!(!only_document_errors(body("INVALID_GRAPHQL_REQUEST").as_bytes()));
+        assert!(!only_document_errors(br#"{"errors":[]}"#));
+        assert!(!only_document_errors(b"not json"));
     }
 
     #[test]

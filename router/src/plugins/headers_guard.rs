@@ -1,25 +1,30 @@
-//! `switchyard.headers_guard`: strips client-supplied internal headers at the router's front
+//! The pipeline's `guard` stage: strips client-supplied internal headers at the router's front
 //! door.
 //!
 //! Subgraphs trust `x-switchyard-*` headers (the authenticated user, scopes) because only the
 //! router sets them. A client that sends them itself must never reach a subgraph with them, even
-//! if a later `headers` propagation rule forwards everything, so they are removed in
-//! `router_service`, before anything else sees the request.
+//! if a later `headers` propagation rule forwards everything, so they are removed first,
+//! before any other stage sees the request.
 
-use apollo_router::plugin::{Plugin, PluginInit};
-use apollo_router::register_plugin;
-use apollo_router::services::router;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tower::{BoxError, ServiceBuilder, ServiceExt};
+use tower::BoxError;
 
-/// Configuration of `switchyard.headers_guard`.
+/// Configuration of the `guard` stage.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeadersGuardConfig {
     /// Header-name prefixes (case-insensitive) that only the router may set.
     #[serde(default = "default_prefixes")]
     pub strip_prefixes: Vec<String>,
+}
+
+impl Default for HeadersGuardConfig {
+    fn default() -> Self {
+        Self {
+            strip_prefixes: default_prefixes(),
+        }
+    }
 }
 
 fn default_prefixes() -> Vec<String> {
@@ -31,34 +36,25 @@ pub struct HeadersGuard {
     prefixes: Vec<String>,
 }
 
-#[async_trait::async_trait]
-impl Plugin for HeadersGuard {
-    type Config = HeadersGuardConfig;
-
-    async fn new(init: PluginInit<Self::Config>) -> Result<Self, BoxError> {
-        let prefixes: Vec<String> = init
-            .config
+impl HeadersGuard {
+    pub fn new(config: &HeadersGuardConfig) -> Result<Self, BoxError> {
+        let prefixes: Vec<String> = config
             .strip_prefixes
             .iter()
             .map(|p| p.trim().to_ascii_lowercase())
             .collect();
         if let Some(empty) = prefixes.iter().position(String::is_empty) {
-            return Err(
-                format!("strip_prefixes[{empty}] is empty: it would strip every header").into(),
-            );
+            return Err(format!(
+                "headers_guard.strip_prefixes[{empty}] is empty: it would strip every header"
+            )
+            .into());
         }
         Ok(Self { prefixes })
     }
 
-    fn router_service(&self, service: router::BoxService) -> router::BoxService {
-        let prefixes = self.prefixes.clone();
-        ServiceBuilder::new()
-            .map_request(move |mut request: router::Request| {
-                strip(request.router_request.headers_mut(), &prefixes);
-                request
-            })
-            .service(service)
-            .boxed()
+    /// The `guard` stage: removes the internal headers a client sent.
+    pub fn strip(&self, headers: &mut http::HeaderMap) -> usize {
+        strip(headers, &self.prefixes)
     }
 }
 
@@ -84,8 +80,6 @@ fn strip(headers: &mut http::HeaderMap, prefixes: &[String]) -> usize {
     }
     doomed.len()
 }
-
-register_plugin!("switchyard", "headers_guard", HeadersGuard);
 
 #[cfg(test)]
 mod tests {

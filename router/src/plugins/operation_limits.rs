@@ -1,9 +1,9 @@
-//! `switchyard.operation_limits`: refuses documents that are too deep, too wide or too
+//! The pipeline's `limits` stage: refuses documents that are too deep, too wide or too
 //! expensive before the router plans them, so an alias bomb or a 50-level nested query costs
 //! us one parse, not a query plan and a fan-out of subgraph calls.
 //!
-//! Runs in `supergraph_service`, after persisted-query ids were expanded, so it measures what
-//! would actually run. Every refusal names the measured value and the limit.
+//! Runs in `supergraph_service` on the operation the `document` stage parsed and selected
+//! (after persisted-query ids were expanded), so it measures exactly what runs. Every refusal names the measured value and the limit.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -13,17 +13,17 @@ use apollo_compiler::Schema;
 use apollo_compiler::ast::{Selection, Value as AstValue};
 use apollo_router::graphql;
 use apollo_router::layers::ServiceBuilderExt;
-use apollo_router::plugin::{Plugin, PluginInit};
-use apollo_router::register_plugin;
 use apollo_router::services::supergraph;
 use http::StatusCode;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
+use crate::pipeline::document::Operation;
+use crate::pipeline::read::GraphqlRequest;
 use crate::plugins::operation;
 
-/// Configuration of `switchyard.operation_limits`. Each limit is inclusive.
+/// Configuration of the `limits` stage. Each limit is inclusive.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperationLimitsConfig {
@@ -101,45 +101,40 @@ struct FieldShape {
     inner_type: String,
 }
 
-#[async_trait::async_trait]
-impl Plugin for OperationLimits {
-    type Config = OperationLimitsConfig;
-
-    async fn new(init: PluginInit<Self::Config>) -> Result<Self, BoxError> {
-        let schema =
-            Schema::parse(init.supergraph_sdl.as_str(), "supergraph.graphql").map_err(|e| {
-                format!(
-                    "switchyard.operation_limits: cannot read the supergraph: {}",
-                    e.errors
-                )
-            })?;
+impl OperationLimits {
+    pub fn new(config: OperationLimitsConfig, supergraph_sdl: &str) -> Result<Self, BoxError> {
+        let schema = Schema::parse(supergraph_sdl, "supergraph.graphql").map_err(|e| {
+            format!(
+                "operation_limits: cannot read the supergraph: {}",
+                e.errors
+            )
+        })?;
         Ok(Self {
-            config: init.config,
+            config,
             list_fields: Arc::new(field_shapes(&schema)),
         })
     }
 
-    fn supergraph_service(&self, service: supergraph::BoxService) -> supergraph::BoxService {
+    /// The `limits` stage, on the operation the `document` stage selected.
+    pub fn supergraph_service(&self, service: supergraph::BoxService) -> supergraph::BoxService {
         let config = self.config.clone();
         let shapes = self.list_fields.clone();
         ServiceBuilder::new()
             .checkpoint(move |request: supergraph::Request| {
-                let body = request.supergraph_request.body();
-                let Some(query) = body.query.as_deref() else {
+                let Some(typed) = GraphqlRequest::of(&request.context) else {
                     return Ok(ControlFlow::Continue(request));
                 };
-                let variables: HashMap<String, i64> = body
+                let (Some(query), Some(operation)) = (&typed.query, &typed.operation) else {
+                    // Nothing parsed: apollo-router refuses it with its own error.
+                    return Ok(ControlFlow::Continue(request));
+                };
+                let variables: HashMap<String, i64> = typed
                     .variables
                     .iter()
                     .filter_map(|(k, v)| v.as_i64().map(|n| (k.as_str().to_owned(), n)))
                     .collect();
-                let measured = measure(
-                    query,
-                    body.operation_name.as_deref(),
-                    &variables,
-                    &shapes,
-                    &config,
-                );
+                let measured =
+                    measure_operation(query, operation, &variables, &shapes, &config);
                 match measured.and_then(|m| check(&m, &config).map_or(Ok(()), Err)) {
                     Ok(()) => Ok(ControlFlow::Continue(request)),
                     Err(exceeded) => {
@@ -155,6 +150,7 @@ impl Plugin for OperationLimits {
                         let response = supergraph::Response::error_builder()
                             .error(error)
                             .status_code(StatusCode::BAD_REQUEST)
+                            .header(http::header::CACHE_CONTROL, "no-store")
                             .context(request.context)
                             .build()?;
                         Ok(ControlFlow::Break(response))
@@ -227,8 +223,9 @@ pub fn check(m: &Measurement, c: &OperationLimitsConfig) -> Option<Exceeded> {
         })
 }
 
-/// Measures a document. Documents that do not parse pass (`Ok` with what could be counted is
-/// not useful): apollo-router rejects them with its own precise parse error.
+/// Measures a document's text (tests and tools; the stage measures the parsed operation).
+/// Documents that do not parse or select no operation measure only their tokens.
+#[cfg(test)]
 fn measure(
     query: &str,
     operation_name: Option<&str>,
@@ -236,7 +233,29 @@ fn measure(
     shapes: &HashMap<(String, String), FieldShape>,
     config: &OperationLimitsConfig,
 ) -> Result<Measurement, Exceeded> {
-    // Count tokens first and stop early: the parse below is what an attacker wants to make slow.
+    let read = crate::pipeline::read::ReadConfig::default();
+    let limits = operation::ParseLimits {
+        max_tokens: read.parser_max_tokens,
+        max_recursion: read.parser_max_recursion,
+    };
+    let tokens = count_tokens(query, config)?;
+    let Some(document) = operation::parse(query, limits) else {
+        return Ok(Measurement {
+            tokens,
+            ..Measurement::default()
+        });
+    };
+    let Some(operation) = Operation::select(document, operation_name) else {
+        return Ok(Measurement {
+            tokens,
+            ..Measurement::default()
+        });
+    };
+    measure_operation(query, &operation, variables, shapes, config)
+}
+
+/// Tokens in `query`, stopping at the first past the limit.
+fn count_tokens(query: &str, config: &OperationLimitsConfig) -> Result<u32, Exceeded> {
     let mut tokens = 0u32;
     for token in apollo_parser::Lexer::new(query) {
         if token.is_ok_and(|t| t.kind() != apollo_parser::TokenKind::Eof) {
@@ -251,19 +270,21 @@ fn measure(
             });
         }
     }
-    let Some(document) = operation::parse(query) else {
-        return Ok(Measurement {
-            tokens,
-            ..Measurement::default()
-        });
-    };
-    let Some(operation) = operation::select(&document, operation_name) else {
-        return Ok(Measurement {
-            tokens,
-            ..Measurement::default()
-        });
-    };
-    let fragments = operation::fragments(&document);
+    Ok(tokens)
+}
+
+/// Measures the operation that runs.
+fn measure_operation(
+    query: &str,
+    found: &Operation,
+    variables: &HashMap<String, i64>,
+    shapes: &HashMap<(String, String), FieldShape>,
+    config: &OperationLimitsConfig,
+) -> Result<Measurement, Exceeded> {
+    let tokens = count_tokens(query, config)?;
+    let document = &found.document;
+    let operation = found.definition();
+    let fragments = operation::fragments(document);
     let root_type = match operation.operation_type {
         apollo_compiler::ast::OperationType::Query => "Query",
         apollo_compiler::ast::OperationType::Mutation => "Mutation",
@@ -395,7 +416,6 @@ impl<'a> Walker<'a> {
     }
 }
 
-register_plugin!("switchyard", "operation_limits", OperationLimits);
 
 #[cfg(test)]
 mod tests {

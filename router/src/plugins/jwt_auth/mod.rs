@@ -1,4 +1,4 @@
-//! `switchyard.jwt_auth`: validates `Authorization: Bearer` tokens and tells subgraphs who the
+//! The pipeline's `authenticate` and `subgraph identity` stages: validates `Authorization: Bearer` tokens and tells subgraphs who the
 //! caller is.
 //!
 //! Valid claims travel to subgraphs as internal headers (`x-switchyard-user-id`,
@@ -11,15 +11,10 @@ pub mod keys;
 pub mod verify;
 
 use std::collections::HashSet;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apollo_router::graphql;
-use apollo_router::layers::ServiceBuilderExt;
-use apollo_router::plugin::{Plugin, PluginInit};
-use apollo_router::register_plugin;
-use apollo_router::services::{router, subgraph};
+use apollo_router::services::subgraph;
 use http::{HeaderValue, StatusCode};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -27,6 +22,7 @@ use tower::{BoxError, ServiceBuilder, ServiceExt};
 
 use self::keys::{Alg, JwksConfig, KeyConfig, KeyStore};
 use self::verify::{AuthError, Verifier};
+use crate::pipeline::refusal::Refusal;
 use crate::plugins::background::{self, AbortOnDrop};
 
 pub const USER_HEADER: &str = "x-switchyard-user-id";
@@ -37,7 +33,7 @@ pub const SECRET_HEADER: &str = "x-switchyard-router-secret";
 pub const CONTEXT_USER: &str = "switchyard::auth::user_id";
 const CONTEXT_SCOPES: &str = "switchyard::auth::scopes";
 
-/// Configuration of `switchyard.jwt_auth`.
+/// Configuration of the `jwt_auth` stage.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtAuthConfig {
@@ -83,13 +79,9 @@ pub struct JwtAuth {
     _refresher: Option<AbortOnDrop>,
 }
 
-#[async_trait::async_trait]
-impl Plugin for JwtAuth {
-    type Config = JwtAuthConfig;
-
-    async fn new(init: PluginInit<Self::Config>) -> Result<Self, BoxError> {
-        let config = init.config;
-        let fail = |e: String| -> BoxError { format!("switchyard.jwt_auth: {e}").into() };
+impl JwtAuth {
+    pub async fn new(config: JwtAuthConfig) -> Result<Self, BoxError> {
+        let fail = |e: String| -> BoxError { format!("jwt_auth: {e}").into() };
         if config.subgraph_secret.len() < 16 {
             return Err(fail(
                 "subgraph_secret must be at least 16 characters".into(),
@@ -105,7 +97,7 @@ impl Plugin for JwtAuth {
         let refresher = keys.jwks_refresh_interval().map(|interval| {
             background::every(interval, Arc::downgrade(&keys), |keys| async move {
                 if let Err(e) = keys.refresh(false).await {
-                    tracing::error!("switchyard.jwt_auth: keeping the previous keys: {e}");
+                    tracing::error!("jwt_auth: keeping the previous keys: {e}");
                 }
             })
         });
@@ -126,43 +118,36 @@ impl Plugin for JwtAuth {
         })
     }
 
-    fn router_service(&self, service: router::BoxService) -> router::BoxService {
-        let verifier = self.verifier.clone();
-        let allow_anonymous = self.allow_anonymous;
-        ServiceBuilder::new()
-            .checkpoint_async(move |request: router::Request| {
-                let verifier = verifier.clone();
-                async move {
-                    let header = request
-                        .router_request
-                        .headers()
-                        .get(http::header::AUTHORIZATION);
-                    let outcome = match header.map(|h| h.to_str()) {
-                        None if allow_anonymous => return Ok(ControlFlow::Continue(request)),
-                        None => Err(AuthError::Required),
-                        Some(Err(_)) => Err(AuthError::Malformed),
-                        Some(Ok(value)) => verifier.verify_header(value).await,
-                    };
-                    match outcome {
-                        Ok(identity) => {
-                            let _ = request.context.insert(CONTEXT_USER, identity.user_id);
-                            let _ = request
-                                .context
-                                .insert(CONTEXT_SCOPES, identity.scopes.join(" "));
-                            Ok(ControlFlow::Continue(request))
-                        }
-                        Err(error) => {
-                            Ok(ControlFlow::Break(unauthenticated(error, request.context)?))
-                        }
-                    }
-                }
-            })
-            .buffered()
-            .service(service)
-            .boxed()
+    /// The `authenticate` stage: verifies the bearer token (if any) and records the user and
+    /// scopes in the context, or refuses with 401.
+    pub async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        context: &apollo_router::Context,
+    ) -> Result<(), Refusal> {
+        let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+        let outcome = match (values.next(), values.next()) {
+            (None, _) if self.allow_anonymous => return Ok(()),
+            (None, _) => Err(AuthError::Required),
+            (Some(_), Some(_)) => Err(AuthError::Malformed),
+            (Some(value), None) => match value.to_str() {
+                Ok(value) => self.verifier.verify_header(value).await,
+                Err(_) => Err(AuthError::Malformed),
+            },
+        };
+        match outcome {
+            Ok(identity) => {
+                let _ = context.insert(CONTEXT_USER, identity.user_id);
+                let _ = context.insert(CONTEXT_SCOPES, identity.scopes.join(" "));
+                Ok(())
+            }
+            Err(error) => Err(unauthenticated(error)),
+        }
     }
 
-    fn subgraph_service(&self, _name: &str, service: subgraph::BoxService) -> subgraph::BoxService {
+    /// The `subgraph identity` stage: tells each subgraph who the caller is, next to the
+    /// router's secret.
+    pub fn subgraph_service(&self, service: subgraph::BoxService) -> subgraph::BoxService {
         let secret = self.secret.clone();
         ServiceBuilder::new()
             .map_request(move |mut request: subgraph::Request| {
@@ -193,27 +178,15 @@ impl Plugin for JwtAuth {
     }
 }
 
-fn unauthenticated(
-    error: AuthError,
-    context: apollo_router::Context,
-) -> Result<router::Response, BoxError> {
+fn unauthenticated(error: AuthError) -> Refusal {
     let description = error.to_string();
     let challenge = match error {
         AuthError::Required => "Bearer".to_owned(),
         _ => format!("Bearer error=\"invalid_token\", error_description=\"{description}\""),
     };
-    router::Response::error_builder()
-        .error(
-            graphql::Error::builder()
-                .message(description)
-                .extension_code("UNAUTHENTICATED")
-                .build(),
-        )
-        .status_code(StatusCode::UNAUTHORIZED)
-        .header(http::header::WWW_AUTHENTICATE, challenge)
-        .header(http::header::CACHE_CONTROL, "no-store")
-        .context(context)
-        .build()
+    let challenge = HeaderValue::from_str(&challenge)
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\""));
+    Refusal::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", description)
+        .with_header(http::header::WWW_AUTHENTICATE, challenge)
 }
 
-register_plugin!("switchyard", "jwt_auth", JwtAuth);

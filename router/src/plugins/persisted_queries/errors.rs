@@ -1,8 +1,8 @@
 //! Every way the plugin refuses a request, with its GraphQL error code and HTTP status.
 
-use apollo_router::graphql;
-use apollo_router::services::router;
 use http::StatusCode;
+
+use crate::pipeline::refusal::Refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PqError {
@@ -31,10 +31,8 @@ pub enum PqError {
     OperationRetired { name: String },
     #[error("the apollographql-client-name header is required")]
     ClientNameRequired,
-    #[error("the query string is longer than {limit} bytes; send the operation by id or use POST")]
-    UriTooLong { limit: usize },
-    #[error("the request body is larger than {limit} bytes")]
-    BodyTooLarge { limit: usize },
+    #[error("there is no operation to run: send a persisted operation id")]
+    NoOperation,
 }
 
 impl PqError {
@@ -51,8 +49,7 @@ impl PqError {
                 "UPGRADE_REQUIRED"
             }
             PqError::ClientNameRequired => "CLIENT_NAME_REQUIRED",
-            PqError::UriTooLong { .. } => "URI_TOO_LONG",
-            PqError::BodyTooLarge { .. } => "REQUEST_TOO_LARGE",
+            PqError::NoOperation => "INVALID_GRAPHQL_REQUEST",
         }
     }
 
@@ -61,8 +58,6 @@ impl PqError {
     pub fn status(&self) -> StatusCode {
         match self {
             PqError::NotFound => StatusCode::OK,
-            PqError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
-            PqError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -79,18 +74,8 @@ impl PqError {
         }
     }
 
-    /// The GraphQL response. `no-store`: a CDN must never cache a refusal.
-    pub fn into_response(self, context: apollo_router::Context) -> router::Response {
-        let error = graphql::Error::builder()
-            .message(self.to_string())
-            .extension_code(self.code())
-            .build();
-        router::Response::error_builder()
-            .error(error)
-            .status_code(self.status())
-            .header(http::header::CACHE_CONTROL, "no-store")
-            .context(context)
-            .build()
-            .expect("error response builds")
+    /// The refusal the pipeline answers with (`no-store`, like every refusal).
+    pub fn into_refusal(self) -> Refusal {
+        Refusal::new(self.status(), self.code(), self.to_string())
     }
 }

@@ -134,6 +134,8 @@ impl Operation {
 #[derive(Debug, Default, Clone)]
 pub struct Manifest {
     by_id: HashMap<String, Arc<Operation>>,
+    /// Every client the manifest names (the only client names metrics may carry).
+    clients: std::collections::BTreeSet<String>,
 }
 
 impl Manifest {
@@ -150,6 +152,7 @@ impl Manifest {
             return Err(ManifestError::Version(file.version));
         }
         let mut by_id = HashMap::with_capacity(file.operations.len());
+        let mut known_clients = std::collections::BTreeSet::new();
         for (index, op) in file.operations.into_iter().enumerate() {
             let name = op.name.clone();
             if !is_valid_id(&op.id) {
@@ -171,6 +174,7 @@ impl Manifest {
             } else {
                 op.client_names
             };
+            known_clients.extend(clients.iter().cloned());
             let operation = Operation {
                 id: id.clone(),
                 name,
@@ -185,7 +189,16 @@ impl Manifest {
                 });
             }
         }
-        Ok(Self { by_id })
+        Ok(Self {
+            by_id,
+            clients: known_clients,
+        })
+    }
+
+    /// Whether some operation names `client` (client names outside the manifest are counted
+    /// as `other` in metrics, so a client cannot mint label values).
+    pub fn knows_client(&self, client: &str) -> bool {
+        self.clients.contains(client)
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<Operation>> {

@@ -1,8 +1,9 @@
-//! `switchyard.persisted_queries`: run operations by id, and (in `enforce` mode) nothing else.
+//! The pipeline's `safelist` stage: run operations by id, and (in `enforce` mode) nothing else.
 //!
-//! Ids are expanded in `router_service`, before apollo-router parses the request, from
-//! `extensions.persistedQuery.sha256Hash` (Apollo/APQ) or `documentId` (GraphQL over HTTP), in
-//! POST bodies and GET query strings. The manifest and the retired-versions file are polled and
+//! Works on the typed request the `read` stage produced (never on the client's bytes): ids
+//! come from `extensions.persistedQuery.sha256Hash` (Apollo/APQ) or `documentId` (GraphQL over
+//! HTTP), from POST bodies and GET query strings alike, and are expanded into the text that
+//! apollo-router then executes. The manifest and the retired-versions file are polled and
 //! hot-swapped; a malformed new file is logged and the old one stays in force.
 
 pub mod apq;
@@ -12,35 +13,23 @@ pub mod reload;
 pub mod request;
 pub mod retired;
 
-use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apollo_router::layers::ServiceBuilderExt;
-use apollo_router::plugin::{Plugin, PluginInit};
-use apollo_router::register_plugin;
-use apollo_router::services::router;
-use http::Method;
-use http_body_util::BodyExt;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, MeterProvider};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tower::{BoxError, ServiceBuilder, ServiceExt};
+use tower::BoxError;
 
 use self::apq::ApqCache;
 use self::errors::PqError;
 use self::manifest::{is_valid_id, operation_id};
 use self::reload::{Snapshot, Watched};
-use self::request::{RequestObject, persisted_parts};
-
-/// The request header naming the client app (Apollo's convention).
-pub const CLIENT_NAME_HEADER: &str = "apollographql-client-name";
-/// The request header with the client app's version.
-pub const CLIENT_VERSION_HEADER: &str = "apollographql-client-version";
-/// Context key with the persisted operation's id, for later plugins (cache keys).
-pub const CONTEXT_OPERATION_ID: &str = "switchyard::persisted_query_id";
+use self::request::persisted_parts;
+use crate::pipeline::read::{Client, GraphqlRequest};
+use crate::pipeline::refusal::Refusal;
 
 /// What runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -54,7 +43,7 @@ pub enum Mode {
     AllowApq,
 }
 
-/// Configuration of `switchyard.persisted_queries`.
+/// Configuration of the `persisted_queries` stage (the safelist).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersistedQueriesConfig {
@@ -78,12 +67,6 @@ pub struct PersistedQueriesConfig {
     /// Operations remembered in `allow_apq` mode.
     #[serde(default = "default_apq_capacity")]
     pub apq_capacity: usize,
-    /// Longest GET query string accepted (bytes).
-    #[serde(default = "default_max_get_query_bytes")]
-    pub max_get_query_bytes: usize,
-    /// Largest POST body read (bytes).
-    #[serde(default = "default_max_body_bytes")]
-    pub max_body_bytes: usize,
 }
 
 fn default_reload_interval() -> Duration {
@@ -95,12 +78,6 @@ fn default_true() -> bool {
 fn default_apq_capacity() -> usize {
     10_000
 }
-fn default_max_get_query_bytes() -> usize {
-    8 * 1024
-}
-fn default_max_body_bytes() -> usize {
-    2 * 1024 * 1024
-}
 
 struct Shared {
     config: PersistedQueriesConfig,
@@ -109,25 +86,22 @@ struct Shared {
     requests: Counter<u64>,
 }
 
+/// The safelist stage.
 pub struct PersistedQueries {
     shared: Arc<Shared>,
     _reloader: crate::plugins::background::AbortOnDrop,
 }
 
-#[async_trait::async_trait]
-impl Plugin for PersistedQueries {
-    type Config = PersistedQueriesConfig;
-
-    async fn new(init: PluginInit<Self::Config>) -> Result<Self, BoxError> {
-        let config = init.config;
+impl PersistedQueries {
+    pub fn new(config: PersistedQueriesConfig) -> Result<Self, BoxError> {
         let watched = Arc::new(
             Watched::load(config.manifest.clone(), config.retired.clone())
-                .map_err(|e| format!("switchyard.persisted_queries: {e}"))?,
+                .map_err(|e| format!("persisted_queries: {e}"))?,
         );
         let meter = apollo_router::metrics::meter_provider().meter("switchyard");
         let requests = meter
             .u64_counter("switchyard.persisted_queries.requests")
-            .with_description("Requests seen by the persisted query plugin, by client and outcome")
+            .with_description("Requests seen by the persisted query stage, by client and outcome")
             .build();
         let reloads = meter
             .u64_counter("switchyard.persisted_queries.reloads")
@@ -150,17 +124,66 @@ impl Plugin for PersistedQueries {
         })
     }
 
-    fn router_service(&self, service: router::BoxService) -> router::BoxService {
-        let shared = self.shared.clone();
-        ServiceBuilder::new()
-            .checkpoint_async(move |request: router::Request| {
-                let shared = shared.clone();
-                async move { Ok(handle(&shared, request).await) }
-            })
-            .buffered()
-            .service(service)
-            .boxed()
+    /// Decides what `request` runs: expands a persisted id into its text (and records the id),
+    /// or refuses. Counts the outcome by client (manifest clients only; others are `other`).
+    pub fn check(&self, request: &mut GraphqlRequest) -> Result<(), Refusal> {
+        let shared = &self.shared;
+        let snapshot = shared.watched.snapshot();
+        let outcome = decide(shared, &snapshot, request);
+        let label: &'static str = match &outcome {
+            Ok(label) => label,
+            Err(error) => {
+                tracing::debug!(
+                    client = client_label(&snapshot, &request.client),
+                    code = error.code(),
+                    "persisted query rejected"
+                );
+                error.metric_label()
+            }
+        };
+        shared.requests.add(
+            1,
+            &[
+                KeyValue::new("client", client_label(&snapshot, &request.client)),
+                KeyValue::new("outcome", label),
+            ],
+        );
+        outcome.map(|_| ()).map_err(PqError::into_refusal)
     }
+}
+
+/// The client as a metric label: a manifest client's name, `other`, or `unknown` (none).
+pub fn client_label(snapshot: &Snapshot, client: &Client) -> String {
+    match client.name.as_deref() {
+        None => "unknown".to_owned(),
+        Some(name) if snapshot.manifest.knows_client(name) => name.to_owned(),
+        Some(_) => "other".to_owned(),
+    }
+}
+
+fn decide(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    request: &mut GraphqlRequest,
+) -> Result<&'static str, PqError> {
+    let client = request.client.name.clone();
+    let version = request.client.version.clone();
+    if snapshot
+        .retired
+        .client_version(client.as_deref(), version.as_deref())
+    {
+        return Err(PqError::ClientVersionRetired {
+            client: client.unwrap_or_default(),
+            version: version.unwrap_or_default(),
+        });
+    }
+    if shared.config.require_client_name && client.is_none() {
+        return Err(PqError::ClientNameRequired);
+    }
+    let resolution = resolve(shared, snapshot, request, client.as_deref())?;
+    request.persisted_id = resolution.id;
+    request::strip_ids(request);
+    Ok(resolution.label)
 }
 
 /// What a request runs as.
@@ -184,141 +207,19 @@ impl Resolution {
     }
 }
 
-async fn handle(
-    shared: &Shared,
-    request: router::Request,
-) -> ControlFlow<router::Response, router::Request> {
-    let client = header(&request, CLIENT_NAME_HEADER);
-    let version = header(&request, CLIENT_VERSION_HEADER);
-    let context = request.context.clone();
-    let (result, label) =
-        match rewrite(shared, request, client.as_deref(), version.as_deref()).await {
-            Ok((request, label)) => (ControlFlow::Continue(request), label),
-            Err(error) => {
-                let label = error.metric_label();
-                tracing::debug!(
-                    client = client.as_deref().unwrap_or("unknown"),
-                    code = error.code(),
-                    "persisted query rejected"
-                );
-                (ControlFlow::Break(error.into_response(context)), label)
-            }
-        };
-    shared.requests.add(
-        1,
-        &[
-            KeyValue::new("client", client.unwrap_or_else(|| "unknown".to_owned())),
-            KeyValue::new("outcome", label),
-        ],
-    );
-    result
-}
-
-fn header(request: &router::Request, name: &str) -> Option<String> {
-    request
-        .router_request
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
-async fn rewrite(
-    shared: &Shared,
-    request: router::Request,
-    client: Option<&str>,
-    version: Option<&str>,
-) -> Result<(router::Request, &'static str), PqError> {
-    let snapshot = shared.watched.snapshot();
-    if snapshot.retired.client_version(client, version) {
-        return Err(PqError::ClientVersionRetired {
-            client: client.unwrap_or_default().to_owned(),
-            version: version.unwrap_or_default().to_owned(),
-        });
-    }
-    if shared.config.require_client_name && client.is_none() {
-        return Err(PqError::ClientNameRequired);
-    }
-    let router::Request {
-        router_request,
-        context,
-        ..
-    } = request;
-    let (mut parts, body) = router_request.into_parts();
-
-    if parts.method == Method::GET {
-        let query = parts.uri.query().unwrap_or_default();
-        if query.len() > shared.config.max_get_query_bytes {
-            return Err(PqError::UriTooLong {
-                limit: shared.config.max_get_query_bytes,
-            });
-        }
-        let Some(mut object) = request::from_query_string(query) else {
-            let request = http::Request::from_parts(parts, body);
-            return Ok((router::Request::from((request, context)), "passthrough"));
-        };
-        let resolution = resolve(shared, &snapshot, &mut object, client)?;
-        remember_id(&context, &resolution);
-        request::strip_ids(&mut object);
-        let path = parts.uri.path().to_owned();
-        let pq = format!("{path}?{}", request::to_query_string(&object));
-        let mut uri = http::uri::Parts::from(parts.uri.clone());
-        uri.path_and_query = Some(
-            pq.parse()
-                .map_err(|_| PqError::Malformed("query string".into()))?,
-        );
-        parts.uri =
-            http::Uri::from_parts(uri).map_err(|_| PqError::Malformed("query string".into()))?;
-        let request = http::Request::from_parts(parts, body);
-        return Ok((router::Request::from((request, context)), resolution.label));
-    }
-
-    let bytes = http_body_util::Limited::new(body, shared.config.max_body_bytes)
-        .collect()
-        .await
-        .map_err(|_| PqError::BodyTooLarge {
-            limit: shared.config.max_body_bytes,
-        })?
-        .to_bytes();
-    let passthrough = |parts, bytes| {
-        let request = http::Request::from_parts(parts, router::body::from_bytes(bytes));
-        router::Request::from((request, context.clone()))
-    };
-    // Not a JSON object (malformed, or a batch): apollo-router answers that precisely.
-    let Ok(serde_json::Value::Object(mut object)) =
-        serde_json::from_slice::<serde_json::Value>(&bytes)
-    else {
-        return Ok((passthrough(parts, bytes), "passthrough"));
-    };
-    let resolution = resolve(shared, &snapshot, &mut object, client)?;
-    remember_id(&context, &resolution);
-    request::strip_ids(&mut object);
-    let body = serde_json::to_vec(&object).expect("request object serializes");
-    parts.headers.remove(http::header::CONTENT_LENGTH);
-    Ok((passthrough(parts, body.into()), resolution.label))
-}
-
-/// Records the persisted id for later plugins (cache keys).
-fn remember_id(context: &apollo_router::Context, resolution: &Resolution) {
-    if let Some(id) = &resolution.id {
-        let _ = context.insert(CONTEXT_OPERATION_ID, id.clone());
-    }
-}
-
-/// Decides what a request object runs as, expanding ids into the operation text in place.
+/// Decides what a request runs as, expanding ids into the operation text in place.
 fn resolve(
     shared: &Shared,
     snapshot: &Snapshot,
-    object: &mut RequestObject,
+    request: &mut GraphqlRequest,
     client: Option<&str>,
 ) -> Result<Resolution, PqError> {
     let mode = shared.config.mode;
-    let parts = persisted_parts(object).map_err(|request::PartsError::NotAString(what)| {
+    let parts = persisted_parts(request).map_err(|request::PartsError::NotAString(what)| {
         PqError::Malformed(format!("`{what}` must be a string"))
     })?;
     if let Some(version) = &parts.apq_version
-        && version != &serde_json::json!(1)
+        && version != &serde_json_bytes::json!(1)
     {
         return Err(PqError::UnsupportedVersion(version.to_string()));
     }
@@ -338,7 +239,10 @@ fn resolve(
     let Some(id) = id else {
         // Free-form (or no query at all, which apollo-router reports).
         let Some(query) = parts.query else {
-            return Ok(Resolution::run("passthrough"));
+            return match mode {
+                Mode::Enforce => Err(PqError::NoOperation),
+                _ => Ok(Resolution::run("passthrough")),
+            };
         };
         let id = operation_id(&query);
         if let Some(op) = snapshot.manifest.get(&id) {
@@ -349,11 +253,8 @@ fn resolve(
             Mode::Enforce => Err(PqError::NotInList { client: None }),
             Mode::LogUnknown => {
                 tracing::info!(
-                    client = client.unwrap_or("unknown"),
-                    operation = object
-                        .get("operationName")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or(""),
+                    client = client_label(snapshot, &request.client),
+                    operation = request.operation_name.as_deref().unwrap_or(""),
                     "free-form operation (log_unknown)"
                 );
                 Ok(Resolution::run("free_form"))
@@ -373,7 +274,7 @@ fn resolve(
         }
         if let Some(op) = snapshot.manifest.get(&id) {
             check_operation(shared, snapshot, op, client)?;
-            request::expand(object, &op.body);
+            request::expand(request, &op.body);
             return Ok(Resolution::persisted("manifest_hit", id));
         }
         return match mode {
@@ -387,13 +288,13 @@ fn resolve(
     }
     if let Some(op) = snapshot.manifest.get(&id) {
         check_operation(shared, snapshot, op, client)?;
-        request::expand(object, &op.body);
+        request::expand(request, &op.body);
         return Ok(Resolution::persisted("manifest_hit", id));
     }
     match mode {
         Mode::AllowApq => match shared.apq.get(&id) {
             Some(body) => {
-                request::expand(object, &body);
+                request::expand(request, &body);
                 Ok(Resolution::persisted("apq_hit", id))
             }
             None => Err(PqError::NotFound),
@@ -422,4 +323,3 @@ fn check_operation(
     Ok(())
 }
 
-register_plugin!("switchyard", "persisted_queries", PersistedQueries);

@@ -1,38 +1,8 @@
-//! Reading and rewriting the GraphQL request object, from a POST body or a GET query string.
+//! The persisted-query parts of a typed request, and the expansion of an id into its text.
 
-use serde_json::{Map, Value};
+use serde_json_bytes::Value;
 
-/// A GraphQL request as a JSON object (`query`, `operationName`, `variables`, `extensions`,
-/// `documentId`).
-pub type RequestObject = Map<String, Value>;
-
-/// Parses a GET query string into a request object. `variables` and `extensions` are JSON
-/// texts in GET requests; one that does not parse leaves the request to the router, which
-/// reports it precisely.
-pub fn from_query_string(query: &str) -> Option<RequestObject> {
-    let mut object = RequestObject::new();
-    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        let value = match key.as_ref() {
-            "variables" | "extensions" => serde_json::from_str(&value).ok()?,
-            _ => Value::String(value.into_owned()),
-        };
-        object.insert(key.into_owned(), value);
-    }
-    Some(object)
-}
-
-/// Writes a request object back as a GET query string.
-pub fn to_query_string(object: &RequestObject) -> String {
-    let mut out = url::form_urlencoded::Serializer::new(String::new());
-    for (key, value) in object {
-        match value {
-            Value::String(s) => out.append_pair(key, s),
-            Value::Null => continue,
-            other => out.append_pair(key, &other.to_string()),
-        };
-    }
-    out.finish()
-}
+use crate::pipeline::read::GraphqlRequest;
 
 /// The persisted-query parts of a request.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -43,7 +13,7 @@ pub struct PersistedParts {
     pub apq_hash: Option<String>,
     /// `extensions.persistedQuery.version`, when present.
     pub apq_version: Option<Value>,
-    /// `query`, when present.
+    /// `query`, when present and not empty.
     pub query: Option<String>,
 }
 
@@ -53,26 +23,32 @@ pub enum PartsError {
     NotAString(&'static str),
 }
 
-pub fn persisted_parts(object: &RequestObject) -> Result<PersistedParts, PartsError> {
-    let string = |value: Option<&Value>, what: &'static str| match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(PartsError::NotAString(what)),
-    };
-    let persisted = object
-        .get("extensions")
-        .and_then(|e| e.get("persistedQuery"))
+pub fn persisted_parts(request: &GraphqlRequest) -> Result<PersistedParts, PartsError> {
+    let persisted = request
+        .extensions
+        .get("persistedQuery")
         .filter(|p| !p.is_null());
     let (apq_hash, apq_version) = match persisted {
-        Some(p) => (
-            string(p.get("sha256Hash"), "extensions.persistedQuery.sha256Hash")?,
-            p.get("version").cloned(),
-        ),
+        Some(Value::Object(p)) => {
+            let hash = match p.get("sha256Hash") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.as_str().to_owned()),
+                Some(_) => {
+                    return Err(PartsError::NotAString(
+                        "extensions.persistedQuery.sha256Hash",
+                    ));
+                }
+            };
+            (hash, p.get("version").cloned())
+        }
+        Some(_) => return Err(PartsError::NotAString("extensions.persistedQuery")),
         None => (None, None),
     };
-    let document_id = string(object.get("documentId"), "documentId")?
-        .map(|id| id.strip_prefix("sha256:").map(str::to_owned).unwrap_or(id));
-    let query = string(object.get("query"), "query")?.filter(|q| !q.is_empty());
+    let document_id = request
+        .document_id
+        .as_deref()
+        .map(|id| id.strip_prefix("sha256:").unwrap_or(id).to_owned());
+    let query = request.query.clone().filter(|q| !q.is_empty());
     Ok(PersistedParts {
         document_id,
         apq_hash,
@@ -82,65 +58,50 @@ pub fn persisted_parts(object: &RequestObject) -> Result<PersistedParts, PartsEr
 }
 
 /// Replaces the id parts with the operation text the router should run.
-pub fn expand(object: &mut RequestObject, body: &str) {
-    object.insert("query".to_owned(), Value::String(body.to_owned()));
-    strip_ids(object);
+pub fn expand(request: &mut GraphqlRequest, body: &str) {
+    request.query = Some(body.to_owned());
+    strip_ids(request);
 }
 
-/// Removes `documentId` and `extensions.persistedQuery` (the router's own APQ must not act on
-/// them; we already did).
-pub fn strip_ids(object: &mut RequestObject) {
-    object.remove("documentId");
-    if let Some(Value::Object(extensions)) = object.get_mut("extensions") {
-        extensions.remove("persistedQuery");
-        if extensions.is_empty() {
-            object.remove("extensions");
-        }
-    }
+/// Removes `documentId` and `extensions.persistedQuery`: this stage acted on them, and
+/// apollo-router must not act on them again.
+pub fn strip_ids(request: &mut GraphqlRequest) {
+    request.document_id = None;
+    request.extensions.remove("persistedQuery");
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    #[test]
-    fn get_round_trip() {
-        let object = from_query_string(
-            "documentId=sha256%3Aabc&variables=%7B%22a%22%3A1%7D&operationName=Op",
-        )
-        .unwrap();
-        assert_eq!(object["variables"], json!({"a": 1}));
-        let parts = persisted_parts(&object).unwrap();
-        assert_eq!(parts.document_id.as_deref(), Some("abc"));
-        let again = from_query_string(&to_query_string(&object)).unwrap();
-        assert_eq!(again, object);
-        assert!(from_query_string("extensions=%7Bnot-json").is_none());
-    }
+    use crate::pipeline::read::{Client, from_body};
 
     #[test]
     fn parts_and_expansion() {
-        let mut object = json!({
-            "extensions": {"persistedQuery": {"version": 1, "sha256Hash": "h"}, "other": true},
-            "variables": {"x": 1}
-        })
-        .as_object()
-        .unwrap()
-        .clone();
-        let parts = persisted_parts(&object).unwrap();
+        let mut request = from_body(
+            br#"{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"h"},"other":true},"variables":{"x":1},"documentId":"sha256:h"}"#,
+            Client::default(),
+        )
+        .unwrap();
+        let parts = persisted_parts(&request).unwrap();
         assert_eq!(parts.apq_hash.as_deref(), Some("h"));
-        assert_eq!(parts.apq_version, Some(json!(1)));
-        expand(&mut object, "{ a }");
+        assert_eq!(parts.document_id.as_deref(), Some("h"));
+        assert_eq!(parts.apq_version, Some(serde_json_bytes::json!(1)));
+        expand(&mut request, "{ a }");
+        assert_eq!(request.query.as_deref(), Some("{ a }"));
+        assert_eq!(request.document_id, None);
         assert_eq!(
-            json!(object),
-            json!({"query": "{ a }", "extensions": {"other": true}, "variables": {"x": 1}})
+            Value::Object(request.extensions.clone()),
+            serde_json_bytes::json!({"other": true})
         );
 
-        let bad = json!({"documentId": 5}).as_object().unwrap().clone();
+        let bad = from_body(
+            br#"{"extensions":{"persistedQuery":{"sha256Hash":5}}}"#,
+            Client::default(),
+        )
+        .unwrap();
         assert_eq!(
             persisted_parts(&bad),
-            Err(PartsError::NotAString("documentId"))
+            Err(PartsError::NotAString("extensions.persistedQuery.sha256Hash"))
         );
     }
 }

@@ -1,4 +1,4 @@
-//! `switchyard.rate_limit`: GCRA limits keyed by user, client app, client IP, operation or an
+//! The pipeline's `rate limit` stage: GCRA limits keyed by user, client app, client IP, operation or an
 //! operation argument, with per-operation rules (e.g. `SignIn`: 5 per minute per IP and per
 //! login). In-process by default; with Redis every router replica shares one budget. When
 //! Redis fails, the in-process limits take over for that request (counted in
@@ -19,8 +19,6 @@ use std::time::Duration;
 
 use apollo_router::graphql;
 use apollo_router::layers::ServiceBuilderExt;
-use apollo_router::plugin::{Plugin, PluginInit};
-use apollo_router::register_plugin;
 use apollo_router::services::supergraph;
 use http::{HeaderValue, StatusCode};
 use ipnet::IpNet;
@@ -36,10 +34,11 @@ use self::memory::MemoryBackend;
 use self::redis_backend::RedisBackend;
 use crate::plugins::jwt_auth::CONTEXT_USER;
 use crate::plugins::operation;
-use crate::plugins::persisted_queries::CLIENT_NAME_HEADER;
+use crate::pipeline::document::Operation;
+use crate::pipeline::read::{GraphqlRequest, Object};
 use crate::plugins::redis_connection::RedisError;
 
-/// Configuration of `switchyard.rate_limit`.
+/// Configuration of the `rate_limit` stage.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
@@ -118,13 +117,9 @@ pub struct RateLimit {
     limiter: Arc<Limiter>,
 }
 
-#[async_trait::async_trait]
-impl Plugin for RateLimit {
-    type Config = RateLimitConfig;
-
-    async fn new(init: PluginInit<Self::Config>) -> Result<Self, BoxError> {
-        let config = init.config;
-        let fail = |e: String| -> BoxError { format!("switchyard.rate_limit: {e}").into() };
+impl RateLimit {
+    pub fn new(config: RateLimitConfig) -> Result<Self, BoxError> {
+        let fail = |e: String| -> BoxError { format!("rate_limit: {e}").into() };
         let mut rules = Vec::new();
         for rule in &config.rules {
             let key = KeySource::parse(&rule.key)
@@ -177,7 +172,8 @@ impl Plugin for RateLimit {
         })
     }
 
-    fn supergraph_service(&self, service: supergraph::BoxService) -> supergraph::BoxService {
+    /// The `rate limit` stage.
+    pub fn supergraph_service(&self, service: supergraph::BoxService) -> supergraph::BoxService {
         let limiter = self.limiter.clone();
         ServiceBuilder::new()
             .checkpoint_async(move |request: supergraph::Request| {
@@ -203,13 +199,15 @@ impl Plugin for RateLimit {
 impl Limiter {
     /// The first rule that refuses the request, if any.
     async fn check(&self, request: &supergraph::Request) -> Option<(String, Quota, Decision)> {
-        let body = request.supergraph_request.body();
         let headers = request.supergraph_request.headers();
-        let shape = body
-            .query
+        let typed = GraphqlRequest::of(&request.context);
+        let shape = typed
             .as_deref()
-            .map(|q| operation_shape(q, body.operation_name.as_deref()))
+            .and_then(|t| t.operation.as_ref())
+            .map(operation_shape)
             .unwrap_or_default();
+        let empty = Object::new();
+        let variables = typed.as_deref().map(|t| &t.variables).unwrap_or(&empty);
         let operation = shape.name.clone();
         for rule in &self.rules {
             if let Some(only) = &rule.operation
@@ -229,11 +227,10 @@ impl Limiter {
                     .ok()
                     .flatten(),
                 KeySource::Client => Some(
-                    headers
-                        .get(CLIENT_NAME_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("unknown")
-                        .to_owned(),
+                    typed
+                        .as_deref()
+                        .and_then(|t| t.client.name.clone())
+                        .unwrap_or_else(|| "unknown".to_owned()),
                 ),
                 KeySource::Ip => Some(
                     keys::client_ip(
@@ -246,7 +243,7 @@ impl Limiter {
                 KeySource::Operation => {
                     Some(operation.clone().unwrap_or_else(|| "anonymous".to_owned()))
                 }
-                KeySource::Argument(path) => argument_value(&shape, path, &body.variables),
+                KeySource::Argument(path) => argument_value(&shape, path, variables),
             };
             // A rule whose key is absent (no user on an anonymous request) does not apply.
             let Some(value) = value else { continue };
@@ -296,14 +293,9 @@ struct Shape {
     root_fields: Vec<apollo_compiler::Node<apollo_compiler::ast::Field>>,
 }
 
-fn operation_shape(query: &str, requested: Option<&str>) -> Shape {
-    let Some(document) = operation::parse(query) else {
-        return Shape::default();
-    };
-    let Some(op) = operation::select(&document, requested) else {
-        return Shape::default();
-    };
-    let fragments = operation::fragments(&document);
+fn operation_shape(found: &Operation) -> Shape {
+    let op = found.definition();
+    let fragments = operation::fragments(&found.document);
     Shape {
         name: op.name.as_ref().map(|n| n.to_string()),
         root_fields: operation::root_fields(op, &fragments)
@@ -384,11 +376,21 @@ fn too_many(
         .build()
 }
 
-register_plugin!("switchyard", "rate_limit", RateLimit);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shape_of(query: &str, name: Option<&str>) -> Shape {
+        let limits = operation::ParseLimits {
+            max_tokens: 5_000,
+            max_recursion: 100,
+        };
+        operation::parse(query, limits)
+            .and_then(|d| Operation::select(d, name))
+            .map(|op| operation_shape(&op))
+            .unwrap_or_default()
+    }
 
     fn field_names(shape: &Shape) -> Vec<String> {
         shape
@@ -400,18 +402,18 @@ mod tests {
 
     #[test]
     fn operation_shape_sees_through_names_and_fragments() {
-        let shape = operation_shape(
+        let shape = shape_of(
             "mutation Innocent { ...F } fragment F on Mutation { signIn(input: {}) { accessToken } }",
             None,
         );
         assert_eq!(shape.name.as_deref(), Some("Innocent"));
         assert_eq!(field_names(&shape), ["signIn"]);
-        let shape = operation_shape("query A { a } query B { b c }", Some("B"));
+        let shape = shape_of("query A { a } query B { b c }", Some("B"));
         assert_eq!(
             (shape.name.as_deref(), field_names(&shape)),
             (Some("B"), vec!["b".to_owned(), "c".to_owned()])
         );
-        assert!(operation_shape("{ broken", None).root_fields.is_empty());
+        assert!(shape_of("{ broken", None).root_fields.is_empty());
     }
 
     #[test]
@@ -426,7 +428,7 @@ mod tests {
                 .unwrap()
                 .clone()
         };
-        let literal = operation_shape(
+        let literal = shape_of(
             "mutation { signIn(input: {login: \" Ada \", password: \"x\"}) { accessToken } }",
             None,
         );
@@ -434,13 +436,13 @@ mod tests {
             argument_value(&literal, &path, &vars(serde_json::json!({}))).as_deref(),
             Some("ada")
         );
-        let whole = operation_shape(
+        let whole = shape_of(
             "mutation($whatever: SignInInput!) { signIn(input: $whatever) { accessToken } }",
             None,
         );
         let v = vars(serde_json::json!({"whatever": {"login": "ADA"}}));
         assert_eq!(argument_value(&whole, &path, &v).as_deref(), Some("ada"));
-        let part = operation_shape(
+        let part = shape_of(
             "mutation($l: String!) { signIn(input: {login: $l, password: \"x\"}) { accessToken } }",
             None,
         );

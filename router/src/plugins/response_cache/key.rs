@@ -51,29 +51,6 @@ pub fn private_key(public_key: &str, user: &str) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// False when the document defines a mutation or subscription (then nothing was cached for
-/// it, and the `router_service` stage does not look). Multi-operation documents with a query
-/// among them still look; the `supergraph_service` stage knows the operation that runs.
-pub fn may_be_query(document: &str) -> bool {
-    let mut depth = 0usize;
-    for token in Lexer::new(document) {
-        let Ok(token) = token else { return true };
-        match token.kind() {
-            TokenKind::LCurly | TokenKind::LParen | TokenKind::LBracket => depth += 1,
-            TokenKind::RCurly | TokenKind::RParen | TokenKind::RBracket => {
-                depth = depth.saturating_sub(1)
-            }
-            TokenKind::Name if depth == 0 => {
-                if matches!(token.data(), "mutation" | "subscription") {
-                    return false;
-                }
-            }
-            _ => {}
-        }
-    }
-    true
-}
-
 /// Feeds the document's significant tokens, one space apart: whitespace, commas and comments
 /// do not change the key.
 fn normalized_document(document: &str, hasher: &mut Sha256) {
@@ -193,18 +170,6 @@ mod tests {
             key("{ a }", None, r#"{"x":"1"}"#, "c"),
             key("{ a }", None, r#"{"x":1}"#, "c")
         );
-    }
-
-    #[test]
-    fn tells_mutations_from_queries() {
-        assert!(may_be_query("{ feed { edges { cursor } } }"));
-        assert!(may_be_query(
-            "query Q($mutation: Int) { mutation: a(subscription: 1) }"
-        ));
-        assert!(!may_be_query(
-            "mutation M { createPost(input: {body: \"x\"}) { id } }"
-        ));
-        assert!(!may_be_query("# query\nsubscription { a }"));
     }
 
     #[test]

@@ -36,8 +36,6 @@ use std::time::Duration;
 
 use apollo_router::graphql;
 use apollo_router::layers::ServiceBuilderExt;
-use apollo_router::plugin::{Plugin, PluginInit};
-use apollo_router::register_plugin;
 use apollo_router::services::{router, subgraph, supergraph};
 use apollo_router::{Context, Endpoint, ListenAddr};
 use futures::StreamExt;
@@ -55,12 +53,9 @@ use self::memory::{Lookup, MemoryLevel};
 use self::metrics::Metrics;
 use self::redis_level::RedisLevel;
 use crate::plugins::background::AbortOnDrop;
+use crate::pipeline::read::{CLIENT_NAME_HEADER, GraphqlRequest};
 use crate::plugins::jwt_auth::CONTEXT_USER;
-use crate::plugins::persisted_queries::{CLIENT_NAME_HEADER, CONTEXT_OPERATION_ID};
 use crate::plugins::redis_connection::RedisError;
-
-/// Set by apollo-router once it has parsed the operation.
-const CONTEXT_OPERATION_KIND: &str = "apollo::supergraph::operation_kind";
 
 /// How long an invalidated tag is remembered, so a response computed while it was being
 /// invalidated is not stored (longer than any request may take).
@@ -72,8 +67,6 @@ pub struct Cache {
     flights: Arc<Flights>,
     default_max_age: Option<u32>,
     max_ttl: u32,
-    /// Persisted id → whether its document may be a query.
-    persisted_kinds: Mutex<lru::LruCache<String, bool>>,
     /// Tag → when it was last invalidated (unix ms).
     invalidated_at: Mutex<HashMap<String, u64>>,
     metrics: Metrics,
@@ -122,31 +115,25 @@ const FAILURES: [&str; 4] = ["errors", "status", "empty", "no_data"];
 #[derive(Clone, Copy)]
 struct LookedUp;
 
-/// The persisted id, the user and the client app of a request, from its context and headers.
-fn identity(
-    context: &Context,
-    headers: &http::HeaderMap,
-) -> (Option<String>, Option<String>, String) {
-    let persisted_id = context
-        .get::<_, String>(CONTEXT_OPERATION_ID)
-        .ok()
-        .flatten();
+/// The key of a request, from the typed request the pipeline read (persisted id, normalised
+/// variables, client) and the verified user. `None` when it runs no parsed query.
+fn plan_for(request: &GraphqlRequest, context: &Context) -> Option<Plan> {
+    let operation = request.operation.as_ref().filter(|op| op.is_query())?;
+    let document = request.query.as_deref()?;
     let user = context.get::<_, String>(CONTEXT_USER).ok().flatten();
-    let client = headers
-        .get(CLIENT_NAME_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    (persisted_id, user, client)
+    let parts = KeyParts {
+        persisted_id: request.persisted_id.as_deref(),
+        document,
+        operation_name: operation.name(),
+        variables: &request.variables,
+        client: request.client.name_or_empty(),
+    };
+    Some(Plan::new(&parts, user))
 }
 
-#[async_trait::async_trait]
-impl Plugin for ResponseCache {
-    type Config = ResponseCacheConfig;
-
-    async fn new(init: PluginInit<Self::Config>) -> Result<Self, BoxError> {
-        let config = init.config;
-        let fail = |e: String| -> BoxError { format!("switchyard.response_cache: {e}").into() };
+impl ResponseCache {
+    pub fn new(config: ResponseCacheConfig) -> Result<Self, BoxError> {
+        let fail = |e: String| -> BoxError { format!("response_cache: {e}").into() };
         if !config.enabled {
             return Ok(Self {
                 cache: None,
@@ -192,9 +179,6 @@ impl Plugin for ResponseCache {
             default_max_age,
             max_ttl,
             invalidated_at: Mutex::new(HashMap::new()),
-            persisted_kinds: Mutex::new(lru::LruCache::new(
-                std::num::NonZeroUsize::new(10_000).expect("non-zero"),
-            )),
             metrics,
         });
         let gauge_memory = memory.clone();
@@ -255,23 +239,22 @@ impl Plugin for ResponseCache {
         })
     }
 
-    fn router_service(&self, service: router::BoxService) -> router::BoxService {
-        let Some(cache) = self.cache.clone() else {
-            return service;
-        };
-        let inner: RouterInner = ServiceBuilder::new()
-            .buffered()
-            .service(service)
-            .boxed_clone();
-        tower::service_fn(move |request: router::Request| {
-            let cache = cache.clone();
-            let inner = inner.clone();
-            async move { cache.serve_hit(request, inner).await }
-        })
-        .boxed()
+    /// The `cache lookup` stage: a fresh entry is answered with its stored bytes (or a 304),
+    /// before apollo-router parses, plans or serializes anything.
+    pub async fn lookup(
+        &self,
+        request: &GraphqlRequest,
+        headers: &http::HeaderMap,
+        context: &Context,
+    ) -> Result<Option<router::Response>, BoxError> {
+        match &self.cache {
+            Some(cache) => cache.serve_hit(request, headers, context).await,
+            None => Ok(None),
+        }
     }
 
-    fn supergraph_service(&self, service: supergraph::BoxService) -> supergraph::BoxService {
+    /// The `cache fill` stage.
+    pub fn supergraph_service(&self, service: supergraph::BoxService) -> supergraph::BoxService {
         let Some(cache) = self.cache.clone() else {
             return service;
         };
@@ -287,7 +270,8 @@ impl Plugin for ResponseCache {
         .boxed()
     }
 
-    fn subgraph_service(&self, _name: &str, service: subgraph::BoxService) -> subgraph::BoxService {
+    /// Hints, tags and invalidations at each subgraph fetch.
+    pub fn subgraph_service(&self, service: subgraph::BoxService) -> subgraph::BoxService {
         let Some(cache) = self.cache.clone() else {
             return service;
         };
@@ -303,7 +287,7 @@ impl Plugin for ResponseCache {
             .boxed()
     }
 
-    fn web_endpoints(&self) -> multimap::MultiMap<ListenAddr, Endpoint> {
+    pub fn web_endpoints(&self) -> multimap::MultiMap<ListenAddr, Endpoint> {
         let mut endpoints = multimap::MultiMap::new();
         if let Some((listen, endpoint)) = &self.endpoint {
             endpoints.insert(listen.clone(), endpoint.clone());
@@ -315,30 +299,23 @@ impl Plugin for ResponseCache {
 /// The rest of the pipeline, as a cloneable service (boxed: naming the buffer's own type
 /// trips rustc's higher-ranked `Send` checks on the futures that hold it).
 type Inner = tower::util::BoxCloneService<supergraph::Request, supergraph::Response, BoxError>;
-type RouterInner = tower::util::BoxCloneService<router::Request, router::Response, BoxError>;
 
 impl Cache {
-    /// The `router_service` stage: a hit is answered with the stored bytes; anything else
-    /// goes on.
+    /// A hit is answered with the stored bytes; a miss is remembered so the fill stage does
+    /// not ask Redis again.
     async fn serve_hit(
-        self: Arc<Self>,
-        request: router::Request,
-        inner: RouterInner,
-    ) -> Result<router::Response, BoxError> {
-        let (request, parsed) = router_stage::parse(request).await;
-        let (persisted_id, user, client) =
-            identity(&request.context, request.router_request.headers());
-        let Some(parsed) = parsed.filter(|p| self.may_be_query(persisted_id.as_deref(), &p.query))
-        else {
-            return inner.oneshot(request).await;
+        &self,
+        request: &GraphqlRequest,
+        headers: &http::HeaderMap,
+        context: &Context,
+    ) -> Result<Option<router::Response>, BoxError> {
+        let Some(plan) = plan_for(request, context) else {
+            return Ok(None);
         };
-        let plan = Plan::new(&parsed.key_parts(persisted_id.as_deref(), &client), user);
         if let Found::Fresh(entry) = self.lookup(&plan, true).await {
             let now = now_ms();
             // The client (or CDN) holds this very response: say so, without the body.
-            let revalidated = request
-                .router_request
-                .headers()
+            let revalidated = headers
                 .get(http::header::IF_NONE_MATCH)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| entry::matches_etag(v, &entry.meta.etag));
@@ -349,32 +326,12 @@ impl Cache {
                 revalidated,
                 entry.body.clone(),
                 |headers| set_cache_headers(headers, &entry, now),
-                request.context,
-            );
+                context.clone(),
+            )
+            .map(Some);
         }
-        request
-            .context
-            .extensions()
-            .with_lock(|e| e.insert(LookedUp));
-        inner.oneshot(request).await
-    }
-
-    /// [`key::may_be_query`], remembered per persisted id (the document behind an id never
-    /// changes, and mobile traffic is mostly persisted).
-    fn may_be_query(&self, persisted_id: Option<&str>, document: &str) -> bool {
-        let Some(id) = persisted_id else {
-            return key::may_be_query(document);
-        };
-        let mut kinds = self
-            .persisted_kinds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(known) = kinds.get(id) {
-            return *known;
-        }
-        let answer = key::may_be_query(document);
-        kinds.put(id.to_owned(), answer);
-        answer
+        context.extensions().with_lock(|e| e.insert(LookedUp));
+        Ok(None)
     }
 
     async fn serve(
@@ -430,28 +387,10 @@ impl Cache {
     }
 
     /// The keys of a cacheable request; `None` for mutations, subscriptions and requests
-    /// apollo-router did not parse.
+    /// the pipeline did not parse.
     fn plan(&self, request: &supergraph::Request) -> Option<Plan> {
-        let kind = request
-            .context
-            .get::<_, String>(CONTEXT_OPERATION_KIND)
-            .ok()
-            .flatten()?;
-        if kind != "query" {
-            return None;
-        }
-        let body = request.supergraph_request.body();
-        let document = body.query.as_deref()?;
-        let (persisted_id, user, client) =
-            identity(&request.context, request.supergraph_request.headers());
-        let parts = KeyParts {
-            persisted_id: persisted_id.as_deref(),
-            document,
-            operation_name: body.operation_name.as_deref(),
-            variables: &body.variables,
-            client: &client,
-        };
-        Some(Plan::new(&parts, user))
+        let typed = GraphqlRequest::of(&request.context)?;
+        plan_for(&typed, &request.context)
     }
 
     /// The in-process level, then (with `redis_too`) Redis, which refills the in-process level.
@@ -783,7 +722,6 @@ fn no_store(response: &mut http::Response<graphql::ResponseStream>) {
     no_store_headers(response.headers_mut());
 }
 
-register_plugin!("switchyard", "response_cache", ResponseCache);
 
 #[cfg(test)]
 mod tests {
@@ -795,9 +733,7 @@ mod tests {
 
     async fn start(yaml: &str) -> Result<ResponseCache, String> {
         let config = parse(yaml)?;
-        ResponseCache::new(PluginInit::fake_builder().config(config).build())
-            .await
-            .map_err(|e| e.to_string())
+        ResponseCache::new(config).map_err(|e| e.to_string())
     }
 
     #[test]

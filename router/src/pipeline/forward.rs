@@ -1,0 +1,266 @@
+//! Stage `forward`: the typed request, encoded again as the HTTP request apollo-router parses.
+//!
+//! apollo-router never reads the client's bytes: it reads this encoding of exactly the value
+//! every stage checked (the persisted text expanded, variables normalised). POST bodies are
+//! written as one JSON object with a `Content-Length`; GET requests keep their method (so
+//! apollo-router's rule that mutations need POST still holds) with a rebuilt query string.
+
+use apollo_router::graphql;
+use apollo_router::services::router;
+use http::{HeaderValue, Method};
+
+use super::read::GraphqlRequest;
+use super::refusal::Refusal;
+
+/// What apollo-router's own parsers read back from [`encode`].
+pub fn to_apollo(request: &GraphqlRequest) -> graphql::Request {
+    graphql::Request::builder()
+        .and_query(request.query.clone())
+        .and_operation_name(request.operation_name.clone())
+        .variables(request.variables.clone())
+        .extensions(request.extensions.clone())
+        .build()
+}
+
+/// The POST body for `request`.
+pub fn body(request: &GraphqlRequest) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&to_apollo(request))
+}
+
+/// The GET query string for `request`.
+pub fn query_string(request: &GraphqlRequest) -> Result<String, serde_json::Error> {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(query) = &request.query {
+        out.append_pair("query", query);
+    }
+    if let Some(name) = &request.operation_name {
+        out.append_pair("operationName", name);
+    }
+    if !request.variables.is_empty() {
+        out.append_pair("variables", &serde_json::to_string(&request.variables)?);
+    }
+    if !request.extensions.is_empty() {
+        out.append_pair("extensions", &serde_json::to_string(&request.extensions)?);
+    }
+    Ok(out.finish())
+}
+
+/// Rewrites `parts` for `request` and returns the body to send with them.
+pub fn encode(
+    parts: &mut http::request::Parts,
+    request: &GraphqlRequest,
+) -> Result<router::Body, Refusal> {
+    let failed = |_| {
+        Refusal::new(
+            http::StatusCode::BAD_REQUEST,
+            "INVALID_GRAPHQL_REQUEST",
+            "the request could not be encoded",
+        )
+    };
+    if request.method == Method::GET {
+        let path = parts.uri.path();
+        let query = query_string(request).map_err(failed)?;
+        let path_and_query = if query.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{query}")
+        };
+        let mut uri = http::uri::Parts::from(parts.uri.clone());
+        uri.path_and_query = Some(path_and_query.parse().map_err(|_| {
+            Refusal::new(
+                http::StatusCode::BAD_REQUEST,
+                "INVALID_GRAPHQL_REQUEST",
+                "the query string could not be encoded",
+            )
+        })?);
+        parts.uri = http::Uri::from_parts(uri).map_err(|_| {
+            Refusal::new(
+                http::StatusCode::BAD_REQUEST,
+                "INVALID_GRAPHQL_REQUEST",
+                "the request URI could not be encoded",
+            )
+        })?;
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        return Ok(router::body::from_bytes(bytes::Bytes::new()));
+    }
+    let bytes = body(request).map_err(failed)?;
+    parts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    parts.headers.remove(http::header::TRANSFER_ENCODING);
+    Ok(router::body::from_bytes(bytes))
+}
+
+/// The encoding round-trips through apollo-router's own parsers, and the reader never accepts
+/// a request that apollo-router would read differently (generated encodings: duplicates,
+/// trailing data, escapes, nesting, BOMs, arrays, GET and POST).
+#[cfg(test)]
+mod differential {
+    use proptest::prelude::*;
+    use serde_json_bytes::{ByteString, Value};
+
+    use super::*;
+    use crate::pipeline::read::{Client, Object, from_body, from_query_string};
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| Value::Number(n.into())),
+            prop::sample::select(vec![0.5f64, -1.25, 1e10, 3.0]).prop_map(|f| {
+                Value::Number(serde_json::Number::from_f64(f).expect("finite").into())
+            }),
+            "\\PC{0,12}".prop_map(|s| Value::String(s.into())),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(("\\PC{0,6}", inner), 0..4).prop_map(|entries| {
+                    Value::Object(
+                        entries
+                            .into_iter()
+                            .map(|(k, v)| (ByteString::from(k), v))
+                            .collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    fn object() -> impl Strategy<Value = Object> {
+        prop::collection::vec(("[a-zA-Z_][a-zA-Z0-9_]{0,5}|\\PC{1,4}", json()), 0..4)
+            .prop_map(|entries| {
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (ByteString::from(k), v))
+                    .collect()
+            })
+    }
+
+    fn typed() -> impl Strategy<Value = GraphqlRequest> {
+        (
+            any::<bool>(),
+            proptest::option::of("\\PC{0,40}"),
+            proptest::option::of("\\PC{0,10}"),
+            object(),
+            object(),
+        )
+            .prop_map(|(get, query, operation_name, variables, extensions)| {
+                let mut request = if get {
+                    from_query_string("", Client::default()).expect("empty query string")
+                } else {
+                    from_body(b"{}", Client::default()).expect("empty object")
+                };
+                request.query = query;
+                request.operation_name = operation_name;
+                request.variables = variables;
+                request.extensions = extensions;
+                request
+            })
+    }
+
+    /// A JSON member value as text, valid or not for its key.
+    fn member_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,10}".prop_map(|s| serde_json::to_string(&s).expect("string")),
+            Just(r#""{ a }""#.to_owned()),
+            Just(r#""\u007b b \u007d""#.to_owned()),
+            Just("null".to_owned()),
+            Just("1".to_owned()),
+            Just("[]".to_owned()),
+            Just(r#"{"x":1}"#.to_owned()),
+            Just(r#"{"persistedQuery":{"version":1,"sha256Hash":"ab"}}"#.to_owned()),
+        ]
+    }
+
+    fn raw_body() -> impl Strategy<Value = Vec<u8>> {
+        let key = prop::sample::select(vec![
+            r#""query""#,
+            r#""qu\u0065ry""#,
+            r#""operationName""#,
+            r#""variables""#,
+            r#""extensions""#,
+            r#""documentId""#,
+            r#""other""#,
+            r#""Query""#,
+        ]);
+        (
+            prop::sample::select(vec!["", " ", "\u{feff}", "\n\t", "["]),
+            prop::collection::vec((key, member_value()), 0..5),
+            prop::sample::select(vec!["", " ", "x", "{}", "]", "\n", ","]),
+        )
+            .prop_map(|(prefix, members, suffix)| {
+                let members: Vec<String> =
+                    members.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                format!("{prefix}{{{}}}{suffix}", members.join(",")).into_bytes()
+            })
+    }
+
+    fn raw_query_string() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(vec![
+            "query",
+            "qu%65ry",
+            "operationName",
+            "variables",
+            "extensions",
+            "documentId",
+            "foo",
+        ]);
+        prop::collection::vec((key, member_value()), 0..5).prop_map(|pairs| {
+            pairs
+                .iter()
+                .map(|(k, v)| {
+                    let v: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+                    format!("{k}={v}")
+                })
+                .collect::<Vec<_>>()
+                .join("&")
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn encodings_round_trip_through_apollo_router(request in typed()) {
+            let expected = to_apollo(&request);
+            if request.method == Method::GET {
+                let text = query_string(&request).expect("encodes");
+                let parsed = graphql::Request::from_urlencoded_query(text.clone());
+                prop_assert_eq!(parsed.ok(), Some(expected), "{}", text);
+                let again = from_query_string(&text, Client::default()).expect("reads back");
+                prop_assert_eq!(again, request);
+            } else {
+                let bytes = body(&request).expect("encodes");
+                let parsed = graphql::Request::deserialize_from_bytes(&bytes.clone().into());
+                prop_assert_eq!(parsed.ok(), Some(expected));
+                let again = from_body(&bytes, Client::default()).expect("reads back");
+                prop_assert_eq!(again, request);
+            }
+        }
+
+        #[test]
+        fn post_bodies_we_accept_mean_the_same_to_apollo_router(raw in raw_body()) {
+            if let Ok(ours) = from_body(&raw, Client::default()) {
+                let theirs = graphql::Request::deserialize_from_bytes(&raw.clone().into());
+                prop_assert!(theirs.is_ok(), "{}", String::from_utf8_lossy(&raw));
+                let expected = to_apollo(&ours);
+                prop_assert_eq!(theirs.ok(), Some(expected));
+            }
+        }
+
+        #[test]
+        fn query_strings_we_accept_mean_the_same_to_apollo_router(raw in raw_query_string()) {
+            if let Ok(ours) = from_query_string(&raw, Client::default()) {
+                match graphql::Request::from_urlencoded_query(raw.clone()) {
+                    Ok(theirs) => prop_assert_eq!(theirs, to_apollo(&ours), "{}", raw),
+                    // The one leniency: `variables=null` / `extensions=null` read as absent.
+                    Err(_) => prop_assert!(
+                        raw.contains("variables=null") || raw.contains("extensions=null"),
+                        "{}", raw
+                    ),
+                }
+            }
+        }
+    }
+}
