@@ -8,5 +8,6 @@ mod http_errors;
 mod jwt_auth;
 mod persisted_queries;
 mod rate_limit;
+mod request_path;
 mod resilience;
 mod response_cache;

@@ -672,3 +672,66 @@ async fn invalidation_during_a_miss_wins() {
     assert_eq!(header(&headers, "cache-control"), "public, max-age=60");
     platform.shutdown().await;
 }
+
+/// Regression (issue 10): undeclared variables made a new key per value, so anyone could bust
+/// the cache (and grow Redis tag sets); equivalent requests (defaults written or not, POST or
+/// GET) share one entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equivalent_requests_share_one_entry() {
+    let platform = Platform::start(Options {
+        plugins: plugins("    memory_bytes: 1048576\n"),
+        ..Options::default()
+    })
+    .await;
+    let query = "query F($n: Int = 2) { feed(first: $n) { nodes { id } } }";
+    let (status, _, first) = platform
+        .post(json!({"query": query, "variables": {"junk": 0}}))
+        .await;
+    assert_eq!(status, 200, "{first}");
+    let posts_calls = calls(&platform, "posts");
+    for n in 1..20 {
+        let (status, _, body) = platform
+            .post(json!({"query": query, "variables": {"junk": n}}))
+            .await;
+        assert_eq!((status, &body), (200, &first));
+    }
+    let (_, _, body) = platform
+        .post(json!({"query": query, "variables": {"n": 2}}))
+        .await;
+    assert_eq!(body, first, "the default written out is the same request");
+    let response = platform
+        .http
+        .get(&platform.url)
+        .query(&[("query", query), ("variables", r#"{"junk":"x"}"#)])
+        .header("apollo-require-preflight", "true")
+        .send()
+        .await
+        .unwrap();
+    let (_, _, body) = read(response).await;
+    assert_eq!(body, first, "GET and POST share the entry");
+    assert_eq!(calls(&platform, "posts"), posts_calls, "every one a hit");
+    platform.shutdown().await;
+}
+
+/// Regression (issue 10): POST hits were not served before the engine (the safelist dropped
+/// `Content-Length`, which the lookup needed), so a burst of them met the rate limit where the
+/// same GET hits did not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_hits_are_served_before_the_engine() {
+    let platform = Platform::start(Options {
+        plugins: format!(
+            "{}  rate_limit:\n    rules:\n      - {{ name: per-ip, key: ip, limit: 3, per: 1m }}\n",
+            plugins("    memory_bytes: 1048576\n")
+        ),
+        ..Options::default()
+    })
+    .await;
+    let body = json!({"query": "{ feed(first: 2) { nodes { id } } }"});
+    let (status, _, first) = platform.post(body.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    for _ in 0..10 {
+        let (status, _, again) = platform.post(body.clone()).await;
+        assert_eq!((status, &again), (200, &first));
+    }
+    platform.shutdown().await;
+}

@@ -60,8 +60,10 @@ pub fn prepare(config: &ReadConfig, request: &mut GraphqlRequest) -> Result<(), 
         return Ok(());
     };
     if query.len() > config.max_document_bytes {
+        // 400, not 413: apollo-router's body-limit layer (outside our plugin) replaces every
+        // 413 with its own answer, which would lose this code and `no-store`.
         return Err(Refusal::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::BAD_REQUEST,
             "DOCUMENT_TOO_LARGE",
             format!(
                 "the GraphQL document is larger than {} bytes",
@@ -92,11 +94,7 @@ pub fn normalised(operation: &OperationDefinition, mut sent: Object) -> Object {
         let name = definition.name.as_str();
         if let Some(value) = sent.remove(name) {
             out.insert(ByteString::from(name), value);
-        } else if let Some(default) = definition
-            .default_value
-            .as_ref()
-            .and_then(|v| constant(v))
-        {
+        } else if let Some(default) = definition.default_value.as_ref().and_then(|v| constant(v)) {
             out.insert(ByteString::from(name), default);
         }
     }
@@ -177,7 +175,11 @@ mod tests {
         assert!(r.operation.is_none());
         let r = prepared(r#"{"query":"query A { a } query B { b }","variables":{"x":1}}"#).unwrap();
         assert!(r.operation.is_none());
-        assert_eq!(r.variables.len(), 1, "left as sent: apollo-router refuses it");
+        assert_eq!(
+            r.variables.len(),
+            1,
+            "left as sent: apollo-router refuses it"
+        );
         let r = prepared(r#"{"query":"mutation M { a }"}"#).unwrap();
         assert_eq!(r.operation.unwrap().kind(), OperationType::Mutation);
     }

@@ -107,9 +107,8 @@ mod differential {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|n| Value::Number(n.into())),
-            prop::sample::select(vec![0.5f64, -1.25, 1e10, 3.0]).prop_map(|f| {
-                Value::Number(serde_json::Number::from_f64(f).expect("finite").into())
-            }),
+            prop::sample::select(vec![0.5f64, -1.25, 1e10, 3.0])
+                .prop_map(|f| { Value::Number(serde_json::Number::from_f64(f).expect("finite")) }),
             "\\PC{0,12}".prop_map(|s| Value::String(s.into())),
         ];
         leaf.prop_recursive(4, 24, 4, |inner| {
@@ -128,13 +127,14 @@ mod differential {
     }
 
     fn object() -> impl Strategy<Value = Object> {
-        prop::collection::vec(("[a-zA-Z_][a-zA-Z0-9_]{0,5}|\\PC{1,4}", json()), 0..4)
-            .prop_map(|entries| {
+        prop::collection::vec(("[a-zA-Z_][a-zA-Z0-9_]{0,5}|\\PC{1,4}", json()), 0..4).prop_map(
+            |entries| {
                 entries
                     .into_iter()
                     .map(|(k, v)| (ByteString::from(k), v))
                     .collect()
-            })
+            },
+        )
     }
 
     fn typed() -> impl Strategy<Value = GraphqlRequest> {

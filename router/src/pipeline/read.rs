@@ -188,7 +188,9 @@ pub async fn read(
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 too_large()
             } else {
                 Refusal::new(
@@ -219,11 +221,7 @@ struct Body {
 }
 
 fn invalid(message: impl Into<String>) -> Refusal {
-    Refusal::new(
-        StatusCode::BAD_REQUEST,
-        "INVALID_GRAPHQL_REQUEST",
-        message,
-    )
+    Refusal::new(StatusCode::BAD_REQUEST, "INVALID_GRAPHQL_REQUEST", message)
 }
 
 /// A POST body.
@@ -356,7 +354,11 @@ mod tests {
         assert!(error.message.contains("trailing"), "{}", error.message);
         // Regression (issue 10): a repeated GET `variables` ran in enforce mode.
         let error = get("query=%7Ba%7D&variables=x&variables=%7B%7D").unwrap_err();
-        assert!(error.message.contains("repeats `variables`"), "{}", error.message);
+        assert!(
+            error.message.contains("repeats `variables`"),
+            "{}",
+            error.message
+        );
         for body in [
             r#"{"query":"{a}","query":"{b}"}"#,
             r#"{"documentId":"a","documentId":"b"}"#,
@@ -391,11 +393,16 @@ mod tests {
             r#" {"query":"query Q($n: Int) { a(n: $n) }","operationName":"Q","variables":{"n":1},"extensions":null,"other":[1,2],"other":3} "#,
         )
         .unwrap();
-        assert_eq!(request.query.as_deref(), Some("query Q($n: Int) { a(n: $n) }"));
+        assert_eq!(
+            request.query.as_deref(),
+            Some("query Q($n: Int) { a(n: $n) }")
+        );
         assert_eq!(request.operation_name.as_deref(), Some("Q"));
         assert_eq!(request.variables.len(), 1);
         assert!(request.extensions.is_empty());
-        let request = get("documentId=sha256%3Aabc&variables=%7B%22a%22%3A1%7D&operationName=Op&foo=1&foo=2").unwrap();
+        let request =
+            get("documentId=sha256%3Aabc&variables=%7B%22a%22%3A1%7D&operationName=Op&foo=1&foo=2")
+                .unwrap();
         assert_eq!(request.document_id.as_deref(), Some("sha256:abc"));
         assert_eq!(request.variables.len(), 1);
         assert_eq!(request.method, Method::GET);

@@ -57,7 +57,8 @@ pub fn negotiate(headers: &http::HeaderMap) -> Negotiated {
 /// Errors raised while the GraphQL document is parsed, validated and its variables coerced:
 /// to an `application/json` client the spec answers those with 200 (the request itself was
 /// well-formed); only our policy refusals and malformed requests keep their 4xx.
-const DOCUMENT_ERRORS: [&str; 4] = [
+const DOCUMENT_ERRORS: [&str; 5] = [
+    "PARSING_ERROR",
     "GRAPHQL_PARSE_FAILED",
     "GRAPHQL_VALIDATION_FAILED",
     "VALIDATION_INVALID_TYPE_VARIABLE",
@@ -190,12 +191,16 @@ mod tests {
         let body = |code: &str| {
             format!(r#"{{"errors":[{{"message":"m","extensions":{{"code":"{code}"}}}}]}}"#)
         };
-        assert!(only_document_errors(body("GRAPHQL_PARSE_FAILED").as_bytes()));
+        assert!(only_document_errors(
+            body("GRAPHQL_PARSE_FAILED").as_bytes()
+        ));
         assert!(only_document_errors(
             body("GRAPHQL_VALIDATION_FAILED").as_bytes()
         ));
         assert!(!only_document_errors(body("RATE_LIMITED").as_bytes()));
-        assert!(!only_document_errors(body("INVALID_GRAPHQL_REQUEST").as_bytes()));
+        assert!(!only_document_errors(
+            body("INVALID_GRAPHQL_REQUEST").as_bytes()
+        ));
         assert!(!only_document_errors(br#"{"errors":[]}"#));
         assert!(!only_document_errors(b"not json"));
     }

@@ -103,12 +103,8 @@ struct FieldShape {
 
 impl OperationLimits {
     pub fn new(config: OperationLimitsConfig, supergraph_sdl: &str) -> Result<Self, BoxError> {
-        let schema = Schema::parse(supergraph_sdl, "supergraph.graphql").map_err(|e| {
-            format!(
-                "operation_limits: cannot read the supergraph: {}",
-                e.errors
-            )
-        })?;
+        let schema = Schema::parse(supergraph_sdl, "supergraph.graphql")
+            .map_err(|e| format!("operation_limits: cannot read the supergraph: {}", e.errors))?;
         Ok(Self {
             config,
             list_fields: Arc::new(field_shapes(&schema)),
@@ -133,8 +129,7 @@ impl OperationLimits {
                     .iter()
                     .filter_map(|(k, v)| v.as_i64().map(|n| (k.as_str().to_owned(), n)))
                     .collect();
-                let measured =
-                    measure_operation(query, operation, &variables, &shapes, &config);
+                let measured = measure_operation(query, operation, &variables, &shapes, &config);
                 match measured.and_then(|m| check(&m, &config).map_or(Ok(()), Err)) {
                     Ok(()) => Ok(ControlFlow::Continue(request)),
                     Err(exceeded) => {
@@ -415,7 +410,6 @@ impl<'a> Walker<'a> {
             })
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -189,4 +189,3 @@ fn unauthenticated(error: AuthError) -> Refusal {
     Refusal::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", description)
         .with_header(http::header::WWW_AUTHENTICATE, challenge)
 }
-

@@ -322,4 +322,3 @@ fn check_operation(
     }
     Ok(())
 }
-

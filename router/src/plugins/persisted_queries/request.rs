@@ -101,7 +101,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             persisted_parts(&bad),
-            Err(PartsError::NotAString("extensions.persistedQuery.sha256Hash"))
+            Err(PartsError::NotAString(
+                "extensions.persistedQuery.sha256Hash"
+            ))
         );
     }
 }

@@ -32,10 +32,10 @@ use self::gcra::{Decision, Quota};
 use self::keys::KeySource;
 use self::memory::MemoryBackend;
 use self::redis_backend::RedisBackend;
-use crate::plugins::jwt_auth::CONTEXT_USER;
-use crate::plugins::operation;
 use crate::pipeline::document::Operation;
 use crate::pipeline::read::{GraphqlRequest, Object};
+use crate::plugins::jwt_auth::CONTEXT_USER;
+use crate::plugins::operation;
 use crate::plugins::redis_connection::RedisError;
 
 /// Configuration of the `rate_limit` stage.
@@ -375,7 +375,6 @@ fn too_many(
         .context(context)
         .build()
 }
-
 
 #[cfg(test)]
 mod tests {

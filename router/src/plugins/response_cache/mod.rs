@@ -52,8 +52,8 @@ use self::key::KeyParts;
 use self::memory::{Lookup, MemoryLevel};
 use self::metrics::Metrics;
 use self::redis_level::RedisLevel;
-use crate::plugins::background::AbortOnDrop;
 use crate::pipeline::read::{CLIENT_NAME_HEADER, GraphqlRequest};
+use crate::plugins::background::AbortOnDrop;
 use crate::plugins::jwt_auth::CONTEXT_USER;
 use crate::plugins::redis_connection::RedisError;
 
@@ -721,7 +721,6 @@ fn no_store_headers(headers: &mut http::HeaderMap) {
 fn no_store(response: &mut http::Response<graphql::ResponseStream>) {
     no_store_headers(response.headers_mut());
 }
-
 
 #[cfg(test)]
 mod tests {
