@@ -121,6 +121,16 @@ async fn persisted_query_metrics_reach_prometheus_and_sigterm_stops_cleanly() {
     );
     // Runs (the subgraphs are not there, so it fails downstream, after the plugin counted it).
     send(json!({"documentId": home})).await.unwrap();
+    // Regression (issue 10): every raw client name became a metric label. Names the manifest
+    // does not know count as `other` (and, held to the per-client safelist, are refused).
+    for i in 0..40 {
+        http.post(&url)
+            .header("apollographql-client-name", format!("random-{i}"))
+            .json(&json!({"documentId": home}))
+            .send()
+            .await
+            .unwrap();
+    }
 
     // Atomically, as deploy tooling does: a reader never sees a half-written file.
     let tmp = dir.path().join("manifest.tmp");
@@ -160,6 +170,26 @@ async fn persisted_query_metrics_reach_prometheus_and_sigterm_stops_cleanly() {
     assert_eq!(
         count(&[requests, "outcome=\"manifest_hit\"", "client=\"ios\""]).as_deref(),
         Some("1"),
+        "{text}"
+    );
+    assert_eq!(
+        count(&[
+            requests,
+            "outcome=\"rejected_not_in_list\"",
+            "client=\"other\""
+        ])
+        .as_deref(),
+        Some("40"),
+        "{text}"
+    );
+    let clients: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(requests))
+        .filter_map(|l| l.split("client=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        clients.into_iter().collect::<Vec<_>>(),
+        ["ios", "other"],
         "{text}"
     );
     assert_eq!(
