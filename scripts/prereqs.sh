@@ -6,6 +6,7 @@ set -euo pipefail
 need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)   # apollo-router's build needs it
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)              # the graphql-http audit test
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} (apt-get)" >&2
   SUDO=""
