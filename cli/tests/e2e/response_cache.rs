@@ -735,3 +735,55 @@ async fn post_hits_are_served_before_the_engine() {
     }
     platform.shutdown().await;
 }
+
+/// Regression (issue 10): `createPost` invalidated `User:<author>`, dropping every cached
+/// response that showed the author's profile; post lists now have their own tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_post_drops_the_post_list_not_the_profile() {
+    let platform = Platform::start(Options {
+        plugins: plugins("    memory_bytes: 1048576\n"),
+        ..Options::default()
+    })
+    .await;
+    let http = &platform.http;
+    let author = demo_users()[0];
+    let id = json!({"id": author.to_string()});
+    let profile = "query($id: ID!) { user(id: $id) { handle displayName } }";
+    let list = "query($id: ID!) { user(id: $id) { handle posts(first: 3) { nodes { id } } } }";
+    for query in [profile, list] {
+        let (status, _, body) = ask(http, &platform.url, query, id.clone(), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (accounts, posts) = (calls(&platform, "accounts"), calls(&platform, "posts"));
+    let create = "mutation($i: CreatePostInput!) { createPost(input: $i) { id } }";
+    let (_, _, body) = ask(
+        http,
+        &platform.url,
+        create,
+        json!({"i": {"body": "new"}}),
+        Some(&token_for(author)),
+    )
+    .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let created = body["data"]["createPost"]["id"].clone();
+    let posts_after_mutation = calls(&platform, "posts");
+    let accounts_after_mutation = calls(&platform, "accounts");
+    assert_eq!(posts_after_mutation, posts + 1, "the mutation itself");
+    // The profile is still served from the cache.
+    ask(http, &platform.url, profile, id.clone(), None).await;
+    assert_eq!(calls(&platform, "accounts"), accounts_after_mutation);
+    // The list is fetched again and shows the new post.
+    let (_, _, body) = ask(http, &platform.url, list, id, None).await;
+    assert_eq!(
+        calls(&platform, "posts"),
+        posts_after_mutation + 1,
+        "{body}"
+    );
+    assert!(
+        calls(&platform, "accounts") > accounts,
+        "the list's query asks accounts too"
+    );
+    let nodes = body["data"]["user"]["posts"]["nodes"].as_array().unwrap();
+    assert!(nodes.iter().any(|n| n["id"] == created), "{body}");
+    platform.shutdown().await;
+}

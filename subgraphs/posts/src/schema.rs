@@ -74,8 +74,9 @@ impl User {
         let page = PageRequest::parse(first, after.as_deref())?;
         let loader = ctx.data_unchecked::<RequestLoader<AuthorPostsLoader, AuthorPage>>();
         let found = loader.load_one(AuthorPage { author_id, page }).await?;
-        // The list changes when this user posts or deletes a post.
-        cache::tag(ctx, "User", author_id);
+        // The list changes when this user posts or deletes a post. Its own tag, not the user's:
+        // a new post must not drop every cached response that shows the author's profile.
+        cache::tag(ctx, POSTS_OF_USER, author_id);
         Ok(connection(
             ctx,
             found.unwrap_or(Page {
@@ -86,6 +87,9 @@ impl User {
         ))
     }
 }
+
+/// The cache tag of one user's post list (`UserPosts:<id>`).
+pub const POSTS_OF_USER: &str = "UserPosts";
 
 /// Something a user wrote.
 pub struct Post(post::Model);
@@ -198,7 +202,7 @@ impl Mutation {
         let body = repo::body(&input.body)?;
         let media = repo::media_urls(&input.media_urls)?;
         let post = repo::create_post(session(ctx), author_id, body, media).await?;
-        cache::invalidate(ctx, "User", author_id);
+        cache::invalidate(ctx, POSTS_OF_USER, author_id);
         Ok(Post(post))
     }
 
@@ -217,7 +221,7 @@ impl Mutation {
             ctx.data_unchecked::<RequestLoader<PostLoader, i64>>()
                 .forget(&parsed);
             cache::invalidate(ctx, "Post", parsed);
-            cache::invalidate(ctx, "User", post.author_id);
+            cache::invalidate(ctx, POSTS_OF_USER, post.author_id);
             Ok(id)
         } else {
             Err(ApiError::not_found(format!("no post with id {parsed}")))

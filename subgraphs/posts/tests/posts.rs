@@ -430,7 +430,7 @@ async fn responses_carry_cache_hints_and_tags() {
     assert_eq!(headers["cache-control"], "max-age=30");
     assert_eq!(headers["x-switchyard-cache-tags"], format!("Post:{first}"));
 
-    // A user's list is tagged with the user: their next post must drop it.
+    // A user's list has its own tag: their next post drops it, not their cached profile.
     let (_, headers) = run(
         Viewer::anonymous(),
         "query($r: [_Any!]!) { _entities(representations: $r) { ... on User { posts(first: 5) { nodes { id } } } } }",
@@ -439,7 +439,7 @@ async fn responses_carry_cache_hints_and_tags() {
     .await;
     assert_eq!(headers["cache-control"], "max-age=30");
     assert!(
-        headers["x-switchyard-cache-tags"].contains(&format!("User:{author}")),
+        headers["x-switchyard-cache-tags"].contains(&format!("UserPosts:{author}")),
         "{headers:?}"
     );
 
@@ -462,7 +462,7 @@ async fn responses_carry_cache_hints_and_tags() {
     .await;
     assert_eq!(
         headers["x-switchyard-cache-invalidate"],
-        format!("User:{author}")
+        format!("UserPosts:{author}")
     );
     let (r, headers) = run(
         Viewer::user(author),
@@ -473,6 +473,6 @@ async fn responses_carry_cache_hints_and_tags() {
     assert!(r["errors"].is_null(), "{r}");
     assert_eq!(
         headers["x-switchyard-cache-invalidate"],
-        format!("Post:{first} User:{author}")
+        format!("Post:{first} UserPosts:{author}")
     );
 }
