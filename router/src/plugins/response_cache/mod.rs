@@ -84,6 +84,8 @@ struct Plan {
     public_key: String,
     private_key: Option<String>,
     user: Option<String>,
+    /// Redis's invalidation generation when the lookup missed (see [`LookedUp`]).
+    generation: Option<u64>,
 }
 
 impl Plan {
@@ -94,6 +96,7 @@ impl Plan {
             public_key,
             private_key,
             user,
+            generation: None,
         }
     }
 }
@@ -110,10 +113,11 @@ enum Found {
 /// stale entry is served instead.
 const FAILURES: [&str; 4] = ["errors", "status", "empty", "no_data"];
 
-/// Set when the `router_service` stage looked in both levels and missed, so the
-/// `supergraph_service` stage does not ask Redis again.
+/// Set when the lookup stage looked in both levels and missed, so the fill stage does not ask
+/// Redis again; holds the invalidation generation Redis reported then (`None` without Redis
+/// or when it failed), which the fill's write must not be older than.
 #[derive(Clone, Copy)]
-struct LookedUp;
+struct LookedUp(Option<u64>);
 
 /// The key of a request, from the typed request the pipeline read (persisted id, normalised
 /// variables, client) and the verified user. `None` when it runs no parsed query.
@@ -312,7 +316,8 @@ impl Cache {
         let Some(plan) = plan_for(request, context) else {
             return Ok(None);
         };
-        if let Found::Fresh(entry) = self.lookup(&plan, true).await {
+        let (found, generation) = self.lookup(&plan, true).await;
+        if let Found::Fresh(entry) = found {
             let now = now_ms();
             // The client (or CDN) holds this very response: say so, without the body.
             let revalidated = headers
@@ -330,7 +335,9 @@ impl Cache {
             )
             .map(Some);
         }
-        context.extensions().with_lock(|e| e.insert(LookedUp));
+        context
+            .extensions()
+            .with_lock(|e| e.insert(LookedUp(generation)));
         Ok(None)
     }
 
@@ -339,16 +346,21 @@ impl Cache {
         request: supergraph::Request,
         inner: Inner,
     ) -> Result<supergraph::Response, BoxError> {
-        let Some(plan) = self.plan(&request) else {
+        let Some(mut plan) = self.plan(&request) else {
             let mut response = inner.oneshot(request).await?;
             no_store(&mut response.response);
             return Ok(response);
         };
         let context = request.context.clone();
-        let redis_too = context
+        let looked_up = context
             .extensions()
-            .with_lock(|e| e.get::<LookedUp>().is_none());
-        let stale = match self.lookup(&plan, redis_too).await {
+            .with_lock(|e| e.get::<LookedUp>().copied());
+        let (found, generation) = self.lookup(&plan, looked_up.is_none()).await;
+        plan.generation = match looked_up {
+            Some(LookedUp(generation)) => generation,
+            None => generation,
+        };
+        let stale = match found {
             Found::Fresh(hit) => return self.respond(hit, context),
             Found::Stale(entry) => Some(entry),
             Found::Nothing => None,
@@ -393,8 +405,9 @@ impl Cache {
         plan_for(&typed, &request.context)
     }
 
-    /// The in-process level, then (with `redis_too`) Redis, which refills the in-process level.
-    async fn lookup(&self, plan: &Plan, redis_too: bool) -> Found {
+    /// The in-process level, then (with `redis_too`) Redis, which refills the in-process level;
+    /// with Redis's invalidation generation when Redis was asked and answered.
+    async fn lookup(&self, plan: &Plan, redis_too: bool) -> (Found, Option<u64>) {
         let now = now_ms();
         let keys: Vec<String> = std::iter::once(plan.public_key.clone())
             .chain(plan.private_key.clone())
@@ -404,7 +417,7 @@ impl Cache {
             match self.memory.get(key, now) {
                 Lookup::Fresh(entry) => {
                     self.count_lookup("hit", "memory");
-                    return Found::Fresh(entry);
+                    return (Found::Fresh(entry), None);
                 }
                 Lookup::Stale(entry) => {
                     self.metrics
@@ -426,19 +439,19 @@ impl Cache {
             None => Found::Nothing,
         };
         let Some(redis) = self.redis.as_ref().filter(|_| redis_too) else {
-            return nothing();
+            return (nothing(), None);
         };
         match redis.get(keys.clone()).await {
-            Ok(Some((index, entry))) if entry.is_fresh(now) => {
+            Ok((Some((index, entry)), generation)) if entry.is_fresh(now) => {
                 let entry = Arc::new(entry);
                 self.put_memory(keys[index].clone(), entry.clone());
                 self.count_lookup("hit", "redis");
-                Found::Fresh(entry)
+                (Found::Fresh(entry), Some(generation))
             }
-            Ok(_) => nothing(),
+            Ok((_, generation)) => (nothing(), Some(generation)),
             Err(e) => {
                 report_redis_error(&self.metrics.redis_errors, "get", &e);
-                nothing()
+                (nothing(), None)
             }
         }
     }
@@ -492,7 +505,7 @@ impl Cache {
                         (true, Some(private_key)) => private_key.clone(),
                         _ => plan.public_key.clone(),
                     };
-                    self.store(key, entry.clone()).await;
+                    self.store(key, entry.clone(), plan.generation).await;
                     Ok(entry)
                 }
             }
@@ -553,7 +566,7 @@ impl Cache {
 
     /// Stores in memory, then in Redis before the response goes out: once a client has a
     /// response, every replica can find it (a Redis failure costs at most its timeout).
-    async fn store(&self, key: String, entry: Arc<Entry>) {
+    async fn store(&self, key: String, entry: Arc<Entry>, generation: Option<u64>) {
         let scope = if entry.meta.private {
             "private"
         } else {
@@ -562,10 +575,17 @@ impl Cache {
         self.metrics.stores.add(1, &[KeyValue::new("scope", scope)]);
         self.metrics.stored_bytes.add(entry.body.len() as u64, &[]);
         self.put_memory(key.clone(), entry.clone());
-        if let Some(redis) = &self.redis
-            && let Err(e) = redis.put(&key, &entry, now_ms()).await
-        {
-            report_redis_error(&self.metrics.redis_errors, "put", &e);
+        let Some(redis) = &self.redis else { return };
+        // Without the generation of the lookup (Redis failed then), a write could not be told
+        // apart from one that raced an invalidation on another replica: skip it.
+        let Some(generation) = generation else { return };
+        match redis.put(&key, &entry, now_ms(), generation).await {
+            Ok(true) => {}
+            Ok(false) => self
+                .metrics
+                .uncacheable
+                .add(1, &[KeyValue::new("reason", "invalidated_while_running")]),
+            Err(e) => report_redis_error(&self.metrics.redis_errors, "put", &e),
         }
     }
 

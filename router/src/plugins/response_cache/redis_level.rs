@@ -12,36 +12,65 @@ use super::memory::MemoryLevel;
 use crate::plugins::background::AbortOnDrop;
 use crate::plugins::redis_connection::{RedisConnection, RedisError};
 
-/// Stores an entry and adds it to its tags' sets; a tag set lives as long as its longest entry.
+/// Stores an entry and adds it to its tags' sorted sets (scored by the entry's expiry, in
+/// Redis's own clock), pruning members that expired; a tag set lives as long as its longest
+/// entry. Refused (returns 0) when one of the tags was invalidated after the fill began
+/// (`ARGV[3]`, the generation read when the lookup missed), on whichever replica.
+/// KEYS: entry, then per tag its set and its invalidation-generation key.
 const PUT: &str = r#"
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local started = tonumber(ARGV[3])
+local tags = (#KEYS - 1) / 2
+for i = 1, tags do
+  local invalidated = tonumber(redis.call('GET', KEYS[1 + tags + i]) or '0')
+  if invalidated > started then return 0 end
+end
 local ttl = tonumber(ARGV[2])
-for i = 2, #KEYS do
-  redis.call('SADD', KEYS[i], KEYS[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+for i = 2, 1 + tags do
+  redis.call('ZADD', KEYS[i], now + ttl, KEYS[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 return 1
 "#;
 
-/// Deletes every entry of the given tags, then tells every replica to drop its copies.
-const INVALIDATE: &str = r#"
-local n = 0
-for i = 1, #KEYS do
-  for _, key in ipairs(redis.call('SMEMBERS', KEYS[i])) do
-    n = n + redis.call('DEL', key)
-  end
-  redis.call('DEL', KEYS[i])
+/// Starts an invalidation: a new generation, recorded on each tag (KEYS: the generation
+/// counter, then each tag's generation key) for `ARGV[1]` ms, so fills that began before it
+/// cannot store what they read.
+const BEGIN_INVALIDATION: &str = r#"
+local generation = redis.call('INCR', KEYS[1])
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], generation, 'PX', ARGV[1])
 end
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return n
+return generation
 "#;
+
+/// Deletes up to `ARGV[1]` entries of one tag (KEYS[1]); returns {deleted, left}. Called until
+/// nothing is left, so a huge tag never blocks Redis for long.
+const INVALIDATE_BATCH: &str = r#"
+local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
+local n = 0
+for i = 1, #popped, 2 do
+  n = n + redis.call('DEL', popped[i])
+end
+return {n, redis.call('ZCARD', KEYS[1])}
+"#;
+
+/// Entries deleted per call of [`INVALIDATE_BATCH`].
+const INVALIDATION_BATCH: usize = 500;
+
+/// How long a tag's invalidation generation is kept: longer than any fill may take.
+const GENERATION_MEMORY_MS: u64 = 60_000;
 
 pub struct RedisLevel {
     redis: RedisConnection,
     prefix: String,
     channel: String,
     put: redis::Script,
-    invalidate: redis::Script,
+    begin_invalidation: redis::Script,
+    invalidate_batch: redis::Script,
 }
 
 /// An invalidation as published on the channel.
@@ -62,7 +91,8 @@ impl RedisLevel {
             prefix,
             channel,
             put: redis::Script::new(PUT),
-            invalidate: redis::Script::new(INVALIDATE),
+            begin_invalidation: redis::Script::new(BEGIN_INVALIDATION),
+            invalidate_batch: redis::Script::new(INVALIDATE_BATCH),
         })
     }
 
@@ -74,53 +104,115 @@ impl RedisLevel {
         format!("{}t:{tag}", self.prefix)
     }
 
-    /// The first of `keys` that holds an entry, with its position.
-    pub async fn get(&self, keys: Vec<String>) -> Result<Option<(usize, Entry)>, RedisError> {
-        let full: Vec<String> = keys.iter().map(|k| self.entry_key(k)).collect();
-        let values: Vec<Option<Vec<u8>>> = self
+    fn tag_generation_key(&self, tag: &str) -> String {
+        format!("{}i:{tag}", self.prefix)
+    }
+
+    fn generation_key(&self) -> String {
+        format!("{}gen", self.prefix)
+    }
+
+    /// The first of `keys` that holds an entry, with its position, and the invalidation
+    /// generation now (read in the same round trip; a fill that follows a miss passes it to
+    /// [`Self::put`]).
+    pub async fn get(
+        &self,
+        keys: Vec<String>,
+    ) -> Result<(Option<(usize, Entry)>, u64), RedisError> {
+        let mut full: Vec<String> = keys.iter().map(|k| self.entry_key(k)).collect();
+        full.push(self.generation_key());
+        let mut values: Vec<Option<Vec<u8>>> = self
             .redis
             .run(true, move |mut conn| async move {
                 redis::cmd("MGET").arg(full).query_async(&mut conn).await
             })
             .await?;
-        Ok(values
+        let generation = values
+            .pop()
+            .flatten()
+            .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
+            .unwrap_or(0);
+        let found = values
             .into_iter()
             .enumerate()
-            .find_map(|(i, v)| v.and_then(|bytes| Entry::decode(&bytes)).map(|e| (i, e))))
+            .find_map(|(i, v)| v.and_then(|bytes| Entry::decode(&bytes)).map(|e| (i, e)));
+        Ok((found, generation))
     }
 
-    pub async fn put(&self, key: &str, entry: &Entry, now_ms: u64) -> Result<(), RedisError> {
+    /// Stores `entry` unless one of its tags was invalidated after `generation` (then returns
+    /// `false`).
+    pub async fn put(
+        &self,
+        key: &str,
+        entry: &Entry,
+        now_ms: u64,
+        generation: u64,
+    ) -> Result<bool, RedisError> {
         let mut invocation = self.put.key(self.entry_key(key));
         for tag in &entry.meta.tags {
             invocation.key(self.tag_key(tag));
         }
-        invocation.arg(entry.encode()).arg(entry.ttl_ms(now_ms));
+        for tag in &entry.meta.tags {
+            invocation.key(self.tag_generation_key(tag));
+        }
+        invocation
+            .arg(entry.encode())
+            .arg(entry.ttl_ms(now_ms))
+            .arg(generation);
         self.redis
             .run(true, move |mut conn| async move {
                 invocation.invoke_async::<i64>(&mut conn).await
             })
             .await
-            .map(|_| ())
+            .map(|stored| stored == 1)
     }
 
-    /// Deletes the tags' entries in Redis and publishes the tags; returns entries deleted.
-    /// Never skipped while Redis rests after a failure: a skipped invalidation would leave
-    /// other replicas (whose subscriptions may still be up) serving what was invalidated.
+    /// Deletes the tags' entries in Redis (in batches) and publishes the tags; returns entries
+    /// deleted. Never skipped while Redis rests after a failure: a skipped invalidation would
+    /// leave other replicas (whose subscriptions may still be up) serving what was invalidated.
     pub async fn invalidate(&self, tags: &[String]) -> Result<u64, RedisError> {
-        let mut invocation = self.invalidate.prepare_invoke();
+        let mut begin = self.begin_invalidation.key(self.generation_key());
         for tag in tags {
-            invocation.key(self.tag_key(tag));
+            begin.key(self.tag_generation_key(tag));
+        }
+        begin.arg(GENERATION_MEMORY_MS);
+        self.redis
+            .run(false, move |mut conn| async move {
+                begin.invoke_async::<u64>(&mut conn).await
+            })
+            .await?;
+        let mut deleted = 0;
+        for tag in tags {
+            loop {
+                let mut batch = self.invalidate_batch.key(self.tag_key(tag));
+                batch.arg(INVALIDATION_BATCH);
+                let (n, left): (u64, u64) = self
+                    .redis
+                    .run(false, move |mut conn| async move {
+                        batch.invoke_async(&mut conn).await
+                    })
+                    .await?;
+                deleted += n;
+                if left == 0 {
+                    break;
+                }
+            }
         }
         let message = serde_json::to_string(&Message {
             tags: tags.to_vec(),
         })
-        .expect("serializes");
-        invocation.arg(&self.channel).arg(message);
+        .map_err(|e| RedisError::Failed(e.to_string()))?;
+        let channel = self.channel.clone();
         self.redis
             .run(false, move |mut conn| async move {
-                invocation.invoke_async::<u64>(&mut conn).await
+                redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(message)
+                    .query_async::<i64>(&mut conn)
+                    .await
             })
-            .await
+            .await?;
+        Ok(deleted)
     }
 
     /// Listens on the channel and drops invalidated entries from `memory`, reconnecting
@@ -193,5 +285,145 @@ impl RedisLevel {
             .map_err(|_| "subscribing to the invalidation channel timed out".to_owned())?
             .map_err(|e| format!("subscribing to the invalidation channel: {e}"))?;
         Ok(pubsub)
+    }
+}
+
+/// Against the local Redis (127.0.0.1:6379), each test under its own key prefix.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::now_ms;
+    use crate::plugins::response_cache::entry::Meta;
+
+    fn level() -> RedisLevel {
+        let prefix = format!(
+            "test:rl:{}:",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        RedisLevel::new(
+            "redis://127.0.0.1:6379",
+            prefix.clone(),
+            format!("{prefix}channel"),
+            Duration::from_secs(2),
+        )
+        .unwrap()
+    }
+
+    fn entry(tags: &[&str], max_age: u32) -> Entry {
+        Entry {
+            meta: Meta {
+                stored_at_ms: now_ms(),
+                max_age,
+                private: false,
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                etag: String::new(),
+            },
+            body: bytes::Bytes::from_static(b"{}"),
+        }
+    }
+
+    async fn zcard(level: &RedisLevel, tag: &str) -> u64 {
+        let key = level.tag_key(tag);
+        level
+            .redis
+            .run(false, move |mut conn| async move {
+                redis::cmd("ZCARD").arg(key).query_async(&mut conn).await
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Regression (issue 10): a fill that raced an invalidation on another replica wrote the
+    /// stale entry back.
+    #[tokio::test]
+    async fn a_fill_older_than_an_invalidation_is_not_stored() {
+        let a = level();
+        // Another replica, sharing the prefix.
+        let b = RedisLevel::new(
+            "redis://127.0.0.1:6379",
+            a.prefix.clone(),
+            a.channel.clone(),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let (_, started) = a.get(vec!["k".into()]).await.unwrap();
+        b.invalidate(&["Post:1".to_owned()]).await.unwrap();
+        let stored = a
+            .put("k", &entry(&["Post:1", "User:2"], 30), now_ms(), started)
+            .await
+            .unwrap();
+        assert!(!stored, "read before the invalidation: not kept");
+        assert!(a.get(vec!["k".into()]).await.unwrap().0.is_none());
+        let (_, now) = a.get(vec!["k".into()]).await.unwrap();
+        assert!(now > started);
+        assert!(
+            a.put("k", &entry(&["Post:1"], 30), now_ms(), now)
+                .await
+                .unwrap()
+        );
+        assert!(a.get(vec!["k".into()]).await.unwrap().0.is_some());
+        // Other tags' fills are not affected.
+        assert!(
+            a.put("other", &entry(&["Post:3"], 30), now_ms(), started)
+                .await
+                .unwrap()
+        );
+    }
+
+    /// A huge tag is deleted in batches, and tag sets drop members as their entries expire.
+    #[tokio::test]
+    async fn tag_sets_are_pruned_and_invalidated_in_batches() {
+        let level = level();
+        let (_, generation) = level.get(vec![]).await.unwrap();
+        let count = INVALIDATION_BATCH * 2 + 7;
+        for i in 0..count {
+            assert!(
+                level
+                    .put(&format!("e{i}"), &entry(&["Big"], 30), now_ms(), generation)
+                    .await
+                    .unwrap()
+            );
+        }
+        assert_eq!(zcard(&level, "Big").await, count as u64);
+        assert_eq!(
+            level.invalidate(&["Big".to_owned()]).await.unwrap(),
+            count as u64
+        );
+        assert_eq!(zcard(&level, "Big").await, 0);
+
+        // An entry that expired leaves its tag set at the next write to that tag.
+        let mut short = entry(&["T"], 1);
+        short.meta.stored_at_ms = now_ms() - 900;
+        assert!(
+            level
+                .put("short", &short, now_ms(), generation)
+                .await
+                .unwrap()
+        );
+        let key = level.entry_key("short");
+        loop {
+            let key = key.clone();
+            let ttl: i64 = level
+                .redis
+                .run(false, move |mut conn| async move {
+                    redis::cmd("PTTL").arg(key).query_async(&mut conn).await
+                })
+                .await
+                .unwrap();
+            if ttl == -2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            level
+                .put("long", &entry(&["T"], 30), now_ms(), generation)
+                .await
+                .unwrap()
+        );
+        assert_eq!(zcard(&level, "T").await, 1, "the expired member was pruned");
     }
 }
