@@ -323,3 +323,49 @@ pub fn plugins_yaml(stages: &str) -> String {
 }
 
 register_plugin!("switchyard", "pipeline", Pipeline);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped(file: &str) -> serde_yaml::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// The shipped configs parse (every key known), and apollo-router's own parser limits
+    /// equal the pipeline's, so no document is parsed by one and refused by the other.
+    #[test]
+    fn shipped_configs_parse_and_agree_on_parser_limits() {
+        for file in ["router.yaml", "router.production.yaml"] {
+            let yaml = shipped(file);
+            let pipeline = yaml["plugins"]["switchyard.pipeline"].clone();
+            let config: PipelineConfig =
+                serde_yaml::from_value(pipeline).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let limits = &yaml["limits"]["router"];
+            assert_eq!(
+                limits["parser_max_tokens"].as_u64(),
+                Some(config.read.parser_max_tokens as u64),
+                "{file}"
+            );
+            assert_eq!(
+                limits["parser_max_recursion"].as_u64(),
+                Some(config.read.parser_max_recursion as u64),
+                "{file}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_typo_names_the_key() {
+        let error = serde_yaml::from_str::<PipelineConfig>("reed: {}")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `reed`"), "{error}");
+        let error = serde_yaml::from_str::<PipelineConfig>("read: {max_body_byte: 1}")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `max_body_byte`"), "{error}");
+        assert!(check_read(&serde_yaml::from_str("max_document_bytes: 0").unwrap()).is_err());
+    }
+}

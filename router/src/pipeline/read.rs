@@ -36,7 +36,7 @@ pub struct ReadConfig {
     #[serde(default = "defaults::max_query_string_bytes")]
     pub max_query_string_bytes: usize,
     /// Largest GraphQL document (bytes), after a persisted id was expanded; larger ones get
-    /// 413 before they are parsed. Our largest persisted operation is under 1 KiB.
+    /// 400 `DOCUMENT_TOO_LARGE` before they are parsed. Our largest persisted operation is under 1 KiB.
     #[serde(default = "defaults::max_document_bytes")]
     pub max_document_bytes: usize,
     /// Most lexical tokens the document parser reads; keep equal to apollo-router's

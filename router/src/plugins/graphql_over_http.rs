@@ -9,6 +9,7 @@
 use apollo_router::services::router;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -97,14 +98,23 @@ pub async fn finish(
             );
             body
         }
-        Negotiated::Json if parts.status == StatusCode::BAD_REQUEST => {
-            let bytes = http_body_util::Limited::new(body, MAX_ERROR_BODY)
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
+        // Only bodies of a known, small size are read (apollo-router's error bodies are);
+        // anything else goes on untouched.
+        Negotiated::Json
+            if parts.status == StatusCode::BAD_REQUEST
+                && body
+                    .size_hint()
+                    .exact()
+                    .is_some_and(|n| n <= MAX_ERROR_BODY as u64) =>
+        {
+            let bytes = body.collect().await?.to_bytes();
             if only_document_errors(&bytes) {
                 parts.status = StatusCode::OK;
+                // A 200 the cache fill stage never saw: say it must not be stored.
+                parts.headers.insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                );
             }
             router::body::from_bytes(bytes)
         }

@@ -1,7 +1,7 @@
-//! Switchyard's native router plugins, registered under the `switchyard.` prefix.
+//! The implementations of the pipeline's stages (`crate::pipeline` calls them in order).
 //!
-//! One module per plugin; each holds its config (JSON-schema'd, `deny_unknown_fields`), its
-//! service hooks and its unit tests. Listed here in request order.
+//! One module per stage; each holds its config (JSON-schema'd, `deny_unknown_fields`), its
+//! metrics, its service hooks and its unit tests.
 
 pub mod background;
 pub mod graphql_over_http;

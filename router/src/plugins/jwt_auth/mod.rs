@@ -5,7 +5,7 @@
 //! `x-switchyard-scopes`) next to the router's shared secret (`x-switchyard-router-secret`);
 //! a subgraph believes the identity headers only when the secret matches, so a subgraph reached
 //! directly cannot be fooled. Client-sent headers under those names are removed first (here
-//! and by `switchyard.headers_guard`).
+//! and by the pipeline's `guard` stage).
 
 pub mod keys;
 pub mod verify;

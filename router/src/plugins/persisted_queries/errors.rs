@@ -1,4 +1,4 @@
-//! Every way the plugin refuses a request, with its GraphQL error code and HTTP status.
+//! Every way the safelist refuses a request, with its GraphQL error code and HTTP status.
 
 use http::StatusCode;
 

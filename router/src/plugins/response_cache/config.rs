@@ -1,4 +1,5 @@
-//! The plugin's configuration (`plugins: switchyard.response_cache:` in the router YAML).
+//! The stage's configuration (`plugins: switchyard.pipeline: response_cache:` in the router
+//! YAML).
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,16 +1,16 @@
-//! `switchyard.response_cache`: whole-response caching for queries, driven by the cache hints
+//! The pipeline's `cache lookup` and `cache fill` stages: whole-response caching for queries, driven by the cache hints
 //! subgraphs send (`Cache-Control`, computed from `@cacheControl`), with two levels (an
 //! in-process LRU bounded by bytes, in front of Redis shared by every replica), single flight
 //! for concurrent misses, tag invalidation (subgraph mutations, an admin endpoint, Redis
 //! pub/sub), and `Cache-Control`/`Age` on responses so CDNs can serve public persisted GETs.
 //!
-//! Two stages, listed last among the plugins so persisted ids are expanded and the JWT is
-//! verified (the user id is known) before either runs:
-//! - `router_service` ([`router_stage`]): a hit is answered with the stored bytes, before
-//!   apollo-router parses, validates and plans the operation and before anything would
-//!   serialize the response again.
-//! - `supergraph_service`: misses, once apollo-router knows the operation's kind; they run
-//!   once per key (single flight) and their responses are stored when they may be.
+//! The pipeline runs them after `authenticate`, `safelist` and `document`, so the user is
+//! verified, persisted ids are expanded and the key comes from the normalised request:
+//! - `cache lookup` ([`router_stage`], at the front door): a hit is answered with the stored
+//!   bytes, before apollo-router parses, validates and plans the operation and before
+//!   anything would serialize the response again.
+//! - `cache fill` (`supergraph_service`): misses run once per key (single flight) and their
+//!   responses are stored when they may be.
 //! - `subgraph_service`: collects each subgraph response's hint and tags, and applies the
 //!   invalidations mutations announce.
 //!
