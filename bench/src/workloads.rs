@@ -250,7 +250,45 @@ pub async fn cache(settings: &Settings) -> anyhow::Result<()> {
         Comparison {
             name: "response_cache on (variant) vs off (baseline), persisted HomeFeed first:20 by GET",
             baseline,
-            variant,
+            variant: variant.clone(),
+        },
+    )
+    .await?;
+    // The same hits by POST (the persisted id in the body, as Apollo Client sends it): the
+    // lookup reads the typed request, so POST hits must cost what GET hits cost.
+    let post = Request {
+        method: reqwest::Method::POST,
+        url: cached_url.clone(),
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("apollographql-client-name".into(), "ios".into()),
+        ],
+        body: Some(
+            serde_json::json!({
+                "variables": {"first": 20},
+                "extensions": {"persistedQuery": {"version": 1, "sha256Hash": home.id}},
+            })
+            .to_string(),
+        ),
+    };
+    compare(
+        settings,
+        Comparison {
+            name: "cache hits by POST (variant) vs by GET (baseline), persisted HomeFeed first:20",
+            baseline: variant.clone(),
+            variant: post,
+        },
+    )
+    .await?;
+    // Hits as phones ask for them: apollo-router compresses every answer after our stages.
+    let mut gzip = variant.clone();
+    gzip.headers.push(("accept-encoding".into(), "gzip".into()));
+    compare(
+        settings,
+        Comparison {
+            name: "cache hits with Accept-Encoding: gzip (variant) vs without (baseline)",
+            baseline: variant,
+            variant: gzip,
         },
     )
     .await?;

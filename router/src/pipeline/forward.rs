@@ -218,8 +218,121 @@ mod differential {
         })
     }
 
+    /// Regression (fuzz/query_string, on a build without serde_json's `float_roundtrip`): a
+    /// long number read as 2e74 was written back as `2e+74` and read again as
+    /// 2.0000000000000002e+74, so what would run was not what was checked.
+    #[test]
+    fn numbers_survive_the_re_encoding() {
+        let long = format!("1{}", "9".repeat(74));
+        for number in [
+            long.as_str(),
+            "0.1",
+            "1e-7",
+            "123456789012345678901234567890",
+            "-0.0",
+        ] {
+            let text = format!(r#"{{"query":"{{ a }}","variables":{{"n":{number}}}}}"#);
+            let request = from_body(text.as_bytes(), Client::default()).expect("reads");
+            let theirs = graphql::Request::deserialize_from_bytes(&body(&request).unwrap().into())
+                .expect("apollo-router reads it");
+            assert_eq!(theirs.variables, request.variables, "{number}");
+            let original = graphql::Request::deserialize_from_bytes(&text.clone().into()).unwrap();
+            assert_eq!(original.variables, request.variables, "{number}");
+            let get = format!(
+                "variables={}",
+                url::form_urlencoded::byte_serialize(format!(r#"{{"n":{number}}}"#).as_bytes())
+                    .collect::<String>()
+            );
+            let request = from_query_string(&get, Client::default()).expect("reads");
+            let theirs = graphql::Request::from_urlencoded_query(query_string(&request).unwrap())
+                .expect("apollo-router reads it");
+            assert_eq!(theirs.variables, request.variables, "{number}");
+        }
+    }
+
+    const ALLOWED: &str = "query Allowed { feed(first: 1) { nodes { id } } }";
+    const FORBIDDEN: &str = "{ feed(first: 100) { nodes { id body } } }";
+
+    /// A safelist in `enforce` mode whose manifest lists only [`ALLOWED`].
+    fn enforcing() -> (
+        tempfile::TempDir,
+        crate::plugins::persisted_queries::PersistedQueries,
+    ) {
+        use crate::plugins::persisted_queries::manifest::{
+            ManifestFile, ManifestOperation, operation_id,
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let manifest = dir.path().join("manifest.json");
+        let file = ManifestFile::new(vec![ManifestOperation {
+            id: operation_id(ALLOWED),
+            name: "Allowed".into(),
+            kind: "query".into(),
+            body: ALLOWED.into(),
+            client_name: None,
+            client_names: vec![],
+        }]);
+        std::fs::write(&manifest, file.to_json()).expect("manifest written");
+        let config = serde_json::from_value(serde_json::json!({
+            "mode": "enforce",
+            "manifest": manifest,
+        }))
+        .expect("config");
+        let safelist = crate::plugins::persisted_queries::PersistedQueries::new(config)
+            .expect("safelist starts");
+        (dir, safelist)
+    }
+
+    /// A request encoding mixing the allowed and the forbidden operation, by text and by id,
+    /// in every way a body can be written twice.
+    fn mixed_body() -> impl Strategy<Value = Vec<u8>> {
+        use crate::plugins::persisted_queries::manifest::operation_id;
+        let allowed = serde_json::to_string(ALLOWED).expect("string");
+        let forbidden = serde_json::to_string(FORBIDDEN).expect("string");
+        let member = prop::sample::select(vec![
+            format!(r#""query":{allowed}"#),
+            format!(r#""query":{forbidden}"#),
+            format!(r#""qu\u0065ry":{forbidden}"#),
+            format!(r#""documentId":"{}""#, operation_id(ALLOWED)),
+            format!(r#""documentId":"sha256:{}""#, operation_id(FORBIDDEN)),
+            format!(
+                r#""extensions":{{"persistedQuery":{{"version":1,"sha256Hash":"{}"}}}}"#,
+                operation_id(ALLOWED)
+            ),
+            r#""operationName":"Allowed""#.to_owned(),
+            r#""variables":{"first":100}"#.to_owned(),
+        ]);
+        (
+            prop::collection::vec(member, 0..4),
+            prop::sample::select(vec!["", "x", " {}", "\n"]),
+        )
+            .prop_map(|(members, suffix)| format!("{{{}}}{suffix}", members.join(",")).into_bytes())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The safelist's decision and what apollo-router executes never disagree: whenever the
+        /// pipeline lets a request through, apollo-router parses, from what is forwarded,
+        /// exactly a manifest operation.
+        #[test]
+        fn what_runs_is_what_the_safelist_allowed(raw in mixed_body()) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let _entered = runtime.enter();
+            let (_dir, safelist) = enforcing();
+            let Ok(mut request) = from_body(&raw, Client::default()) else {
+                return Ok(());
+            };
+            if safelist.check(&mut request).is_err() {
+                return Ok(());
+            }
+            let forwarded = body(&request).expect("encodes");
+            let executed = graphql::Request::deserialize_from_bytes(&forwarded.into())
+                .expect("apollo-router reads what is forwarded");
+            prop_assert_eq!(executed.query.as_deref(), Some(ALLOWED), "{}", String::from_utf8_lossy(&raw));
+        }
 
         #[test]
         fn encodings_round_trip_through_apollo_router(request in typed()) {

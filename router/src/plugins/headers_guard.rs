@@ -28,7 +28,7 @@ impl Default for HeadersGuardConfig {
 }
 
 fn default_prefixes() -> Vec<String> {
-    vec!["x-switchyard-".to_owned()]
+    vec![switchyard_wire::names::INTERNAL_PREFIX.to_owned()]
 }
 
 #[derive(Debug)]

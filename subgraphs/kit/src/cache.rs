@@ -20,11 +20,8 @@ use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, N
 use async_graphql::registry::MetaType;
 use async_graphql::{Context, Enum, Response, TypeDirective, Value};
 
-/// Response header listing the entities (`Type:id`) a response was built from.
-pub const TAGS_HEADER: &str = "x-switchyard-cache-tags";
-/// Response header listing the entities a mutation changed; the router drops every cached
-/// response tagged with one of them.
-pub const INVALIDATE_HEADER: &str = "x-switchyard-cache-invalidate";
+pub use switchyard_wire::names::{INVALIDATE_HEADER, TAGS_HEADER};
+
 /// More tags than this and the response is sent without any, which the router treats as "not
 /// cacheable": a response that cannot be invalidated precisely is not worth the risk.
 pub const MAX_TAGS: usize = 1_000;

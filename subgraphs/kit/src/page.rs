@@ -172,4 +172,18 @@ mod tests {
         assert!(page.has_next_page);
         assert!(!Page::from_overfetch(vec![5, 4], 2).has_next_page);
     }
+
+    proptest::proptest! {
+        /// Cursors and ids are client input: any text is refused or read, never a panic, and
+        /// every cursor we hand out reads back to its id.
+        #[test]
+        fn cursors_and_ids_take_any_text(text in "\\PC{0,80}", id in 1i64..i64::MAX) {
+            let _ = decode_cursor(&text);
+            let _ = crate::id::parse_id(&text, 4);
+            proptest::prop_assert_eq!(decode_cursor(&encode_cursor(id)).ok(), Some(id));
+            if let Ok(parsed) = crate::id::parse_id(&text, 4) {
+                proptest::prop_assert!(parsed > 0 && crate::id::shard_of(parsed) < 4);
+            }
+        }
+    }
 }

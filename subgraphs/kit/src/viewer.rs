@@ -1,15 +1,14 @@
 //! Who is asking: the identity the router vouches for.
 //!
-//! The router (`switchyard.jwt_auth`) validates the client's token and forwards the user as
+//! The router (its `authenticate` stage) validates the client's token and forwards the user as
 //! internal headers, together with a secret shared only between router and subgraphs. A
 //! subgraph believes those headers only when the secret matches (compared in constant time), so
 //! someone who reaches a subgraph directly cannot claim to be anyone.
 
 use axum::http::HeaderMap;
 
-pub const USER_HEADER: &str = "x-switchyard-user-id";
-pub const SCOPES_HEADER: &str = "x-switchyard-scopes";
-pub const SECRET_HEADER: &str = "x-switchyard-router-secret";
+pub use switchyard_wire::names::{SCOPES_HEADER, SECRET_HEADER, USER_HEADER};
+
 /// The environment variable holding the shared secret.
 pub const SECRET_ENV: &str = "SWITCHYARD_ROUTER_SECRET";
 

@@ -25,9 +25,7 @@ use self::verify::{AuthError, Verifier};
 use crate::pipeline::refusal::Refusal;
 use crate::plugins::background::{self, AbortOnDrop};
 
-pub const USER_HEADER: &str = "x-switchyard-user-id";
-pub const SCOPES_HEADER: &str = "x-switchyard-scopes";
-pub const SECRET_HEADER: &str = "x-switchyard-router-secret";
+pub use switchyard_wire::names::{SCOPES_HEADER, SECRET_HEADER, USER_HEADER};
 /// Where the verified user id goes in the request context (read by rate_limit and
 /// response_cache).
 pub const CONTEXT_USER: &str = "switchyard::auth::user_id";

@@ -8,10 +8,10 @@
 
 pub mod apq;
 pub mod errors;
-pub mod manifest;
 pub mod reload;
 pub mod request;
-pub mod retired;
+
+pub use switchyard_wire::{manifest, retired};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -6,10 +6,7 @@ use std::collections::BTreeSet;
 
 use http::HeaderMap;
 
-/// Subgraph response header naming the entities a response was built from (`Type:id ...`).
-pub const TAGS_HEADER: &str = "x-switchyard-cache-tags";
-/// Subgraph response header naming the entities a mutation changed.
-pub const INVALIDATE_HEADER: &str = "x-switchyard-cache-invalidate";
+pub use switchyard_wire::names::{INVALIDATE_HEADER, TAGS_HEADER};
 
 /// The hints of every subgraph fetch of one request, merged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -24,11 +24,12 @@ pub mod entry;
 pub mod flight;
 pub mod hints;
 pub mod invalidation;
-pub mod key;
 pub mod memory;
 pub mod metrics;
 pub mod redis_level;
 pub mod router_stage;
+
+pub use switchyard_wire::cache_key as key;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

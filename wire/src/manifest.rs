@@ -201,6 +201,11 @@ impl Manifest {
         self.clients.contains(client)
     }
 
+    /// Every operation id (lower-case hex).
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.by_id.keys().map(String::as_str)
+    }
+
     pub fn get(&self, id: &str) -> Option<&Arc<Operation>> {
         self.by_id.get(id)
     }

@@ -33,7 +33,7 @@ impl Retired {
         };
         let mut operations = HashSet::new();
         for id in file.operations {
-            if !super::manifest::is_valid_id(&id) {
+            if !crate::manifest::is_valid_id(&id) {
                 return Err(format!(
                     "operations: {id:?} is not an operation id (64 hex digits)"
                 ));

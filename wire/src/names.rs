@@ -1,0 +1,19 @@
+//! Header names the router and the subgraphs share.
+
+/// The client app's name (Apollo's convention).
+pub const CLIENT_NAME_HEADER: &str = "apollographql-client-name";
+/// The client app's version.
+pub const CLIENT_VERSION_HEADER: &str = "apollographql-client-version";
+
+/// Every internal header starts with this; the router strips client-sent ones first.
+pub const INTERNAL_PREFIX: &str = "x-switchyard-";
+/// The verified user id the router tells a subgraph.
+pub const USER_HEADER: &str = "x-switchyard-user-id";
+/// The verified user's scopes, space-separated.
+pub const SCOPES_HEADER: &str = "x-switchyard-scopes";
+/// The secret shared by the router and the subgraphs: identity headers count only with it.
+pub const SECRET_HEADER: &str = "x-switchyard-router-secret";
+/// The cache tags of the entities a subgraph response was built from (like Surrogate-Key).
+pub const TAGS_HEADER: &str = "x-switchyard-cache-tags";
+/// The cache tags a mutation changed.
+pub const INVALIDATE_HEADER: &str = "x-switchyard-cache-invalidate";
