@@ -40,6 +40,13 @@ enum Workload {
     Protection,
     /// The persisted home feed with the response cache versus without.
     Cache,
+    /// The pipeline's own cost: every request read, re-encoded and its document prepared, no
+    /// other stage (variant), versus stock apollo-router (baseline).
+    Pipeline,
+    /// CPU time of the front stages (read, document, forward) per request, against
+    /// apollo-router's own parse of the same body, in one process (no network, no noise from
+    /// the platform).
+    Reader,
 }
 
 pub struct Settings {
@@ -61,6 +68,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.workload {
         Workload::Pq => workloads::persisted_queries(&settings).await,
         Workload::Protection => workloads::protection(&settings).await,
+        Workload::Pipeline => workloads::pipeline(&settings).await,
+        Workload::Reader => workloads::reader(&settings),
         Workload::Cache => workloads::cache(&settings).await,
     }
 }

@@ -200,6 +200,84 @@ pub async fn protection(settings: &Settings) -> anyhow::Result<()> {
     platform.stop().await
 }
 
+/// The same HomeFeed POST through a router with only the pipeline's always-on stages (guard,
+/// read, document, forward; variant) and through stock apollo-router (baseline): what reading
+/// once and re-encoding costs.
+pub async fn pipeline(settings: &Settings) -> anyhow::Result<()> {
+    let (_, home) = home_feed(settings)?;
+    println!(
+        "starting the platform (10,000 users, 100,000 posts, 4 SQLite shards per subgraph)..."
+    );
+    let mut platform = Platform::start(&settings.repo, 10_000, 100_000, "").await?;
+    let pipeline_url = platform.add_router("  headers_guard: {}\n").await?;
+    let request = |url: &str| Request {
+        method: reqwest::Method::POST,
+        url: url.to_owned(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Some(serde_json::json!({"query": home.body, "variables": {"first": 10}}).to_string()),
+        gzip: true,
+    };
+    compare(
+        settings,
+        Comparison {
+            name: "the pipeline alone (variant) vs stock apollo-router (baseline), HomeFeed first:10",
+            baseline: request(&platform.url),
+            variant: request(&pipeline_url),
+        },
+    )
+    .await?;
+    platform.stop().await
+}
+
+/// The front stages' own work on the iOS HomeFeed POST body (read it strictly, parse and
+/// select the operation, normalise variables, re-encode), timed per request against
+/// apollo-router's own parse of the same body, which every request pays anyway.
+pub fn reader(settings: &Settings) -> anyhow::Result<()> {
+    use switchyard_router::pipeline::read::{ReadConfig, from_body};
+    use switchyard_router::pipeline::{document, forward};
+    let (_, home) = home_feed(settings)?;
+    let body = serde_json::json!({"query": home.body, "variables": {"first": 10, "junk": 1}})
+        .to_string()
+        .into_bytes();
+    let config = ReadConfig::default();
+    let ours = || -> anyhow::Result<usize> {
+        let mut request =
+            from_body(&body, Default::default()).map_err(|e| anyhow::anyhow!(e.message))?;
+        document::prepare(&config, &mut request).map_err(|e| anyhow::anyhow!(e.message))?;
+        anyhow::ensure!(request.operation.is_some(), "the document parsed");
+        Ok(forward::body(&request)?.len())
+    };
+    let bytes = bytes::Bytes::from(body.clone());
+    let theirs = || -> anyhow::Result<usize> {
+        let request = apollo_router::graphql::Request::deserialize_from_bytes(&bytes)?;
+        Ok(request.variables.len())
+    };
+    let time = |f: &dyn Fn() -> anyhow::Result<usize>| -> anyhow::Result<f64> {
+        let n = 20_000;
+        let mut samples = Vec::new();
+        for _ in 0..settings.rounds.max(3) {
+            let started = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(f()?);
+            }
+            samples.push(started.elapsed().as_secs_f64() * 1e6 / n as f64);
+        }
+        Ok(median(samples))
+    };
+    ours()?;
+    let (a, b) = (time(&theirs)?, time(&ours)?);
+    println!(
+        "front stages (read + document + forward) on HomeFeed ({} bytes):",
+        body.len()
+    );
+    println!("  apollo-router's own body parse (baseline): {a:.2} us per request");
+    println!(
+        "  our read + document + forward (variant):   {b:.2} us per request, {:.2}x",
+        b / a
+    );
+    Ok(())
+}
+
 /// The persisted iOS home feed (20 posts with authors) by GET through a router with
 /// `switchyard.response_cache` (in-process level in front of the local Redis; variant) and
 /// through the same router without it (baseline), same subgraphs, same other plugins.
