@@ -308,8 +308,81 @@ mod differential {
             .prop_map(|(members, suffix)| format!("{{{}}}{suffix}", members.join(",")).into_bytes())
     }
 
+    /// The properties below are not vacuous: the mixes hold requests the safelist lets pass.
+    #[test]
+    fn some_mixed_requests_pass() {
+        use crate::plugins::persisted_queries::manifest::operation_id;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _entered = runtime.enter();
+        let (_dir, safelist) = enforcing();
+        let allowed = serde_json::to_string(ALLOWED).unwrap();
+        let mut post = from_body(
+            format!(r#"{{"query":{allowed}}}"#).as_bytes(),
+            Client::default(),
+        )
+        .unwrap();
+        assert!(safelist.check(&mut post).is_ok());
+        let mut get = from_query_string(
+            &format!("documentId={}", operation_id(ALLOWED)),
+            Client::default(),
+        )
+        .unwrap();
+        assert!(safelist.check(&mut get).is_ok());
+        assert_eq!(get.query.as_deref(), Some(ALLOWED));
+    }
+
+    /// The same mix as a GET query string.
+    fn mixed_query_string() -> impl Strategy<Value = String> {
+        use crate::plugins::persisted_queries::manifest::operation_id;
+        let enc =
+            |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+        let pair = prop::sample::select(vec![
+            format!("query={}", enc(ALLOWED)),
+            format!("query={}", enc(FORBIDDEN)),
+            format!("qu%65ry={}", enc(FORBIDDEN)),
+            format!("documentId={}", operation_id(ALLOWED)),
+            format!("documentId=sha256%3A{}", operation_id(FORBIDDEN)),
+            format!(
+                "extensions={}",
+                enc(&format!(
+                    r#"{{"persistedQuery":{{"version":1,"sha256Hash":"{}"}}}}"#,
+                    operation_id(ALLOWED)
+                ))
+            ),
+            "operationName=Allowed".to_owned(),
+            "variables=%7B%22first%22%3A100%7D".to_owned(),
+            "variables=x".to_owned(),
+        ]);
+        prop::collection::vec(pair, 0..4).prop_map(|pairs| pairs.join("&"))
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The same for GET: what passes is, as apollo-router reads the forwarded query
+        /// string, exactly the manifest operation.
+        #[test]
+        fn what_runs_by_get_is_what_the_safelist_allowed(raw in mixed_query_string()) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let _entered = runtime.enter();
+            let (_dir, safelist) = enforcing();
+            let Ok(mut request) = from_query_string(&raw, Client::default()) else {
+                return Ok(());
+            };
+            if safelist.check(&mut request).is_err() {
+                return Ok(());
+            }
+            let forwarded = query_string(&request).expect("encodes");
+            let executed = graphql::Request::from_urlencoded_query(forwarded)
+                .expect("apollo-router reads what is forwarded");
+            prop_assert_eq!(executed.query.as_deref(), Some(ALLOWED), "{}", raw);
+        }
 
         /// The safelist's decision and what apollo-router executes never disagree: whenever the
         /// pipeline lets a request through, apollo-router parses, from what is forwarded,
