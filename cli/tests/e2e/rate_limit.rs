@@ -174,3 +174,53 @@ async fn routers_share_a_budget_in_redis_and_survive_its_death() {
     second.shutdown().await.unwrap();
     platform.shutdown().await;
 }
+
+/// Regression (issue 11): IPv6 clients were counted per /128 (a phone's /64 gave it endless
+/// budgets), and only the first `X-Forwarded-For` line was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_count_per_network_and_every_forwarded_line() {
+    let platform = Platform::start(Options {
+        plugins: sign_in_rules(None),
+        ..Options::default()
+    })
+    .await;
+    let url = platform.url.clone();
+    for i in 0..5 {
+        let ip = format!("2001:db8:1:2::{:x}", i + 1);
+        let (status, body, _) = attempt(&platform, &url, &ip, &format!("v6_login_{i}")).await;
+        assert_eq!(status, 200, "attempt {i}: {body}");
+    }
+    let (status, body, _) = attempt(
+        &platform,
+        &url,
+        "2001:db8:1:2:ffff:ffff:ffff:ffff",
+        "v6_login_9",
+    )
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["extensions"]["rule"].as_str()),
+        (429, Some("sign-in-per-ip")),
+        "the same /64: {body}"
+    );
+    let (status, _, _) = attempt(&platform, &url, "2001:db8:1:3::1", "v6_login_10").await;
+    assert_eq!(status, 200, "another /64");
+
+    // Five attempts from 203.0.113.50 (as our proxy saw it), then one whose client wrote a
+    // line of its own before the one our proxy appended.
+    for i in 0..5 {
+        let (status, _, _) =
+            attempt(&platform, &url, "203.0.113.50", &format!("v4_login_{i}")).await;
+        assert_eq!(status, 200);
+    }
+    let response = platform
+        .http
+        .post(&url)
+        .header("x-forwarded-for", "198.51.100.77")
+        .header("x-forwarded-for", "203.0.113.50, 10.1.2.3")
+        .json(&json!({"query": SIGN_IN, "variables": {"i": {"login": "v4_login_9", "password": "wrong wrong wrong"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429, "the second line is read");
+    platform.shutdown().await;
+}

@@ -32,8 +32,6 @@ impl KeySource {
     }
 }
 
-pub use switchyard_wire::client_ip::client_ip;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,8 @@ use self::gcra::{Decision, Quota};
 use self::keys::KeySource;
 use self::memory::MemoryBackend;
 use self::redis_backend::RedisBackend;
+use switchyard_wire::client_ip::{AddressRules, ClientAddress};
+
 use crate::pipeline::document::Operation;
 use crate::pipeline::read::{GraphqlRequest, Object};
 use crate::plugins::jwt_auth::CONTEXT_USER;
@@ -45,11 +47,23 @@ pub struct RateLimitConfig {
     /// Shared budget across replicas; in-process limits when absent.
     #[serde(default)]
     pub redis: Option<RedisConfig>,
-    /// Proxies whose `X-Forwarded-For` entries are skipped when finding the client IP.
+    /// Proxies (ours and a CDN's edges) whose `X-Forwarded-For` entries are skipped when
+    /// finding the client's address.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub trusted_proxies: Vec<IpNet>,
+    /// IPv6 clients are counted per network of this prefix length (a phone has a whole /64).
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+    /// A header a CDN sets to the client's address (`cf-connecting-ip`, `true-client-ip`),
+    /// believed only when every `X-Forwarded-For` hop is a trusted proxy.
+    #[serde(default)]
+    pub client_address_header: Option<String>,
     pub rules: Vec<RuleConfig>,
+}
+
+fn default_ipv6_prefix() -> u8 {
+    64
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -106,7 +120,7 @@ struct Rule {
 
 struct Limiter {
     rules: Vec<Rule>,
-    trusted: Vec<IpNet>,
+    addresses: AddressRules,
     memory: MemoryBackend,
     redis: Option<RedisBackend>,
     decisions: Counter<u64>,
@@ -152,10 +166,18 @@ impl RateLimit {
             }
             None => None,
         };
+        let addresses = AddressRules {
+            trusted: config.trusted_proxies,
+            ipv6_prefix: config.ipv6_prefix,
+            client_header: config
+                .client_address_header
+                .map(|h| h.trim().to_ascii_lowercase()),
+        };
+        addresses.validate().map_err(fail)?;
         let meter = apollo_router::metrics::meter_provider().meter("switchyard");
         let limiter = Limiter {
             rules,
-            trusted: config.trusted_proxies,
+            addresses,
             memory: MemoryBackend::default(),
             redis,
             decisions: meter
@@ -232,14 +254,7 @@ impl Limiter {
                         .and_then(|t| t.client.name.clone())
                         .unwrap_or_else(|| "unknown".to_owned()),
                 ),
-                KeySource::Ip => Some(
-                    keys::client_ip(
-                        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-                        &self.trusted,
-                    )
-                    .map(|ip| ip.to_string())
-                    .unwrap_or_else(|| "direct".to_owned()),
-                ),
+                KeySource::Ip => Some(self.client_address(headers).key()),
                 KeySource::Operation => {
                     Some(operation.clone().unwrap_or_else(|| "anonymous".to_owned()))
                 }
@@ -266,6 +281,26 @@ impl Limiter {
             }
         }
         None
+    }
+
+    /// The client's address from every `X-Forwarded-For` line and the CDN header; a line
+    /// that is not text stops the walk like an unparseable hop.
+    fn client_address(&self, headers: &http::HeaderMap) -> ClientAddress {
+        let lines: Option<Vec<&str>> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.to_str().ok())
+            .collect();
+        let Some(lines) = lines else {
+            return ClientAddress::Unresolvable;
+        };
+        let cdn = self
+            .addresses
+            .client_header
+            .as_deref()
+            .and_then(|name| headers.get(name))
+            .map(|v| v.to_str().unwrap_or("not text"));
+        self.addresses.client(&lines, cdn)
     }
 
     async fn decide(&self, key: &str, quota: &Quota) -> Decision {
