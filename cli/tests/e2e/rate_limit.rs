@@ -224,3 +224,53 @@ async fn addresses_count_per_network_and_every_forwarded_line() {
     assert_eq!(response.status(), 429, "the second line is read");
     platform.shutdown().await;
 }
+
+/// Regression (issue 11): one mutation with six aliased `signIn` fields checked six passwords
+/// while the per-login rule counted one; a login in a variable default skipped that rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aliases_and_variable_defaults_do_not_dodge_sign_in_rules() {
+    let platform = Platform::start(Options {
+        plugins: sign_in_rules(None),
+        ..Options::default()
+    })
+    .await;
+    let aliased: String = (0..6)
+        .map(|i| format!(r#"a{i}: signIn(input: {{login: "victim_1", password: "guess {i}"}}) {{ accessToken }} "#))
+        .collect();
+    let response = platform
+        .http
+        .post(&platform.url)
+        .header("x-forwarded-for", "203.0.113.60, 10.1.2.3")
+        .json(&json!({"query": format!("mutation {{ {aliased} }}")}))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = read(response).await;
+    assert_eq!(
+        (status, codes(&body)),
+        (400, vec!["ROOT_FIELD_REPEATED".to_owned()]),
+        "{body}"
+    );
+
+    let defaulted = r#"mutation($l: String = "Victim_2") { signIn(input: {login: $l, password: "guess"}) { accessToken } }"#;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let response = platform
+            .http
+            .post(&platform.url)
+            .header(
+                "x-forwarded-for",
+                format!("198.51.100.{}, 10.1.2.3", 100 + i),
+            )
+            .json(&json!({ "query": defaulted }))
+            .send()
+            .await
+            .unwrap();
+        let (status, _, body) = read(response).await;
+        statuses.push((status, body["errors"][0]["extensions"]["rule"].clone()));
+    }
+    assert!(statuses[..5].iter().all(|(s, _)| *s == 200), "{statuses:?}");
+    assert_eq!(statuses[5].0, 429, "{statuses:?}");
+    assert_eq!(statuses[5].1, "sign-in-per-login");
+    platform.shutdown().await;
+}

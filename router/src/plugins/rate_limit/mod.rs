@@ -108,14 +108,33 @@ pub struct RuleConfig {
     /// Requests allowed at once (default: `limit`).
     #[serde(default)]
     pub burst: Option<u64>,
+    /// How often one operation may select `root_field` (aliases count): more is refused
+    /// outright with `ROOT_FIELD_REPEATED`. Default 1 when `root_field` is set, so one request
+    /// cannot carry six password guesses.
+    #[serde(default)]
+    pub max_per_operation: Option<u32>,
 }
 
 struct Rule {
     name: String,
     operation: Option<String>,
     root_field: Option<String>,
+    /// With `root_field`: how often one operation may select it.
+    max_per_operation: u32,
     key: KeySource,
     quota: Quota,
+}
+
+/// Why a request is refused.
+enum Verdict {
+    /// A rule's budget is spent: 429.
+    Limited(String, Quota, Decision),
+    /// The operation selects a rule's root field more often than allowed: 400.
+    Repeated {
+        field: String,
+        count: usize,
+        max: u32,
+    },
 }
 
 struct Limiter {
@@ -148,10 +167,23 @@ impl RateLimit {
             if burst == 0 {
                 return Err(fail(format!("rule {}: burst must be positive", rule.name)));
             }
+            if rule.max_per_operation == Some(0) {
+                return Err(fail(format!(
+                    "rule {}: max_per_operation must be positive",
+                    rule.name
+                )));
+            }
+            if rule.max_per_operation.is_some() && rule.root_field.is_none() {
+                return Err(fail(format!(
+                    "rule {}: max_per_operation needs root_field",
+                    rule.name
+                )));
+            }
             rules.push(Rule {
                 name: rule.name.clone(),
                 operation: rule.operation.clone(),
                 root_field: rule.root_field.clone(),
+                max_per_operation: rule.max_per_operation.unwrap_or(1),
                 key,
                 quota: Quota {
                     limit: rule.limit,
@@ -203,12 +235,12 @@ impl RateLimit {
                 async move {
                     match limiter.check(&request).await {
                         None => Ok(ControlFlow::Continue(request)),
-                        Some((rule, quota, decision)) => Ok(ControlFlow::Break(too_many(
-                            &rule,
-                            &quota,
-                            &decision,
-                            request.context,
-                        )?)),
+                        Some(Verdict::Limited(rule, quota, decision)) => Ok(ControlFlow::Break(
+                            too_many(&rule, &quota, &decision, request.context)?,
+                        )),
+                        Some(Verdict::Repeated { field, count, max }) => Ok(ControlFlow::Break(
+                            repeated(&field, count, max, request.context)?,
+                        )),
                     }
                 }
             })
@@ -220,7 +252,10 @@ impl RateLimit {
 
 impl Limiter {
     /// The first rule that refuses the request, if any.
-    async fn check(&self, request: &supergraph::Request) -> Option<(String, Quota, Decision)> {
+    /// The first rule that refuses the request, if any. Every matching root field is one
+    /// attempt (aliases count), and an argument key that cannot be resolved is counted in one
+    /// fixed bucket rather than skipping the rule.
+    async fn check(&self, request: &supergraph::Request) -> Option<Verdict> {
         let headers = request.supergraph_request.headers();
         let typed = GraphqlRequest::of(&request.context);
         let shape = typed
@@ -237,47 +272,80 @@ impl Limiter {
             {
                 continue;
             }
-            if let Some(field) = &rule.root_field
-                && !shape.root_fields.iter().any(|f| f.name == field.as_str())
-            {
-                continue;
-            }
-            let value = match &rule.key {
-                KeySource::User => request
-                    .context
-                    .get::<_, String>(CONTEXT_USER)
-                    .ok()
-                    .flatten(),
-                KeySource::Client => Some(
-                    typed
+            let attempts = match &rule.root_field {
+                Some(field) => {
+                    let count = shape.fields_named(field).count();
+                    if count == 0 {
+                        continue;
+                    }
+                    if count > rule.max_per_operation as usize {
+                        return Some(Verdict::Repeated {
+                            field: field.clone(),
+                            count,
+                            max: rule.max_per_operation,
+                        });
+                    }
+                    count
+                }
+                None => 1,
+            };
+            let values: Vec<String> = match &rule.key {
+                KeySource::User => {
+                    // A rule whose key is absent (no user on an anonymous request) does not
+                    // apply: anonymous requests meet the per-IP rules.
+                    let Some(user) = request
+                        .context
+                        .get::<_, String>(CONTEXT_USER)
+                        .ok()
+                        .flatten()
+                    else {
+                        continue;
+                    };
+                    vec![user; attempts]
+                }
+                KeySource::Client => {
+                    let client = typed
                         .as_deref()
                         .and_then(|t| t.client.name.clone())
-                        .unwrap_or_else(|| "unknown".to_owned()),
-                ),
-                KeySource::Ip => Some(self.client_address(headers).key()),
-                KeySource::Operation => {
-                    Some(operation.clone().unwrap_or_else(|| "anonymous".to_owned()))
+                        .unwrap_or_else(|| "unknown".to_owned());
+                    vec![client; attempts]
                 }
-                KeySource::Argument(path) => argument_value(&shape, path, variables),
+                KeySource::Ip => vec![self.client_address(headers).key(); attempts],
+                KeySource::Operation => {
+                    vec![operation.clone().unwrap_or_else(|| "anonymous".to_owned()); attempts]
+                }
+                KeySource::Argument(path) => {
+                    let mut values: Vec<String> = shape
+                        .fields_named(&path[0])
+                        .map(|field| {
+                            argument_of(field, path, variables)
+                                .unwrap_or_else(|| UNRESOLVED.to_owned())
+                        })
+                        .collect();
+                    if values.is_empty() {
+                        values.push(UNRESOLVED.to_owned());
+                    }
+                    values
+                }
             };
-            // A rule whose key is absent (no user on an anonymous request) does not apply.
-            let Some(value) = value else { continue };
-            let key = format!("{}:{}", rule.name, value);
-            let decision = self.decide(&key, &rule.quota).await;
-            let outcome = if decision.allowed {
-                "allowed"
-            } else {
-                "limited"
-            };
-            self.decisions.add(
-                1,
-                &[
-                    KeyValue::new("rule", rule.name.clone()),
-                    KeyValue::new("outcome", outcome),
-                ],
-            );
-            if !decision.allowed {
-                return Some((rule.name.clone(), rule.quota, decision));
+            for value in values {
+                let key = format!("{}:{}", rule.name, value);
+                let decision = self.decide(&key, &rule.quota).await;
+                let outcome = if decision.allowed {
+                    "allowed"
+                } else {
+                    "limited"
+                };
+                self.decisions.add(
+                    1,
+                    &[
+                        KeyValue::new("rule", rule.name.clone()),
+                        KeyValue::new("outcome", outcome),
+                    ],
+                );
+                if !decision.allowed {
+                    return Some(Verdict::Limited(rule.name.clone(), rule.quota, decision));
+                }
             }
         }
         None
@@ -320,12 +388,26 @@ impl Limiter {
     }
 }
 
+/// The key of an argument that cannot be read (absent, not a string, behind a variable that
+/// was not sent): one shared bucket, so leaving it out never skips the rule.
+const UNRESOLVED: &str = "unresolved";
+
 /// The operation a document runs: its name and the root fields it selects (directly or
 /// through fragments).
 #[derive(Debug, Default)]
 struct Shape {
     name: Option<String>,
     root_fields: Vec<apollo_compiler::Node<apollo_compiler::ast::Field>>,
+}
+
+impl Shape {
+    /// The root fields named `name`, aliased or not.
+    fn fields_named<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a apollo_compiler::Node<apollo_compiler::ast::Field>> + 'a {
+        self.root_fields.iter().filter(move |f| f.name == name)
+    }
 }
 
 fn operation_shape(found: &Operation) -> Shape {
@@ -342,17 +424,23 @@ fn operation_shape(found: &Operation) -> Shape {
 
 /// The string at `rootField.argument[.field...]`, from the document's literals or through its
 /// variables; lower-cased and trimmed so `Ada` and `ada ` share one budget.
+#[cfg(test)]
 fn argument_value(
     shape: &Shape,
     path: &[String],
     variables: &serde_json_bytes::Map<serde_json_bytes::ByteString, serde_json_bytes::Value>,
 ) -> Option<String> {
+    argument_of(shape.fields_named(&path[0]).next()?, path, variables)
+}
+
+/// The string at `argument[.field...]` of one root field (`path[0]` is the field's name).
+fn argument_of(
+    field: &apollo_compiler::ast::Field,
+    path: &[String],
+    variables: &serde_json_bytes::Map<serde_json_bytes::ByteString, serde_json_bytes::Value>,
+) -> Option<String> {
     use apollo_compiler::ast::Value;
     let normalise = |s: &str| s.trim().to_lowercase();
-    let field = shape
-        .root_fields
-        .iter()
-        .find(|f| f.name == path[0].as_str())?;
     let argument = field
         .arguments
         .iter()
@@ -376,6 +464,32 @@ fn argument_value(
             _ => return None,
         }
     }
+}
+
+fn repeated(
+    field: &str,
+    count: usize,
+    max: u32,
+    context: apollo_router::Context,
+) -> Result<supergraph::Response, BoxError> {
+    supergraph::Response::error_builder()
+        .error(
+            graphql::Error::builder()
+                .message(format!(
+                    "the operation selects {field} {count} times; at most {max} per operation"
+                ))
+                .extension_code("ROOT_FIELD_REPEATED")
+                .extension("field", field.to_owned())
+                .extension("limit", max)
+                .build(),
+        )
+        .status_code(StatusCode::BAD_REQUEST)
+        .header(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        )
+        .context(context)
+        .build()
 }
 
 fn too_many(
