@@ -128,7 +128,7 @@ pub async fn sign_in(
         password,
         credential.as_ref().map(|c| c.password_hash.clone()),
     )
-    .await;
+    .await?;
     let Some(credential) = credential.filter(|_| ok) else {
         return Err(invalid_credentials());
     };

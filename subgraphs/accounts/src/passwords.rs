@@ -4,6 +4,9 @@
 //! without invalidating old hashes.
 
 use std::sync::LazyLock;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -38,37 +41,91 @@ pub fn check_policy(password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Hashes on the blocking pool: argon2 is deliberately slow and must not stall the runtime.
+/// Where hashes run: at most one per core at once, so a flood of sign-ins waits in a queue
+/// instead of taking 19 MiB on each of the runtime's (up to 512) blocking threads; a wait
+/// longer than the queue timeout is answered `RATE_LIMITED`.
+pub struct HashingPool {
+    slots: Semaphore,
+    queue_timeout: Duration,
+}
+
+/// Longest wait for a hashing slot.
+pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+
+static POOL: LazyLock<HashingPool> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    HashingPool::new(cores, QUEUE_TIMEOUT)
+});
+
+impl HashingPool {
+    pub fn new(slots: usize, queue_timeout: Duration) -> Self {
+        Self {
+            slots: Semaphore::new(slots.max(1)),
+            queue_timeout,
+        }
+    }
+
+    /// Runs `work` on the blocking pool once a slot is free.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = tokio::time::timeout(self.queue_timeout, self.slots.acquire())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
+        let result = tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| internal(&e.to_string()));
+        drop(permit);
+        result
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+        self.run(move || {
+            let salt =
+                SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16-byte salt encodes");
+            argon2()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+        })
+        .await?
+        .map_err(|e| internal(&e.to_string()))
+    }
+
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, ApiError> {
+        self.run(move || {
+            let found = stored.is_some();
+            let stored = stored.unwrap_or_else(|| DUMMY.clone());
+            let Ok(parsed) = PasswordHash::new(&stored) else {
+                return false;
+            };
+            let ok = argon2()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
+            ok && found
+        })
+        .await
+    }
+}
+
+fn busy() -> ApiError {
+    ApiError::Refused(
+        "RATE_LIMITED",
+        "too many passwords are being checked right now; retry in a moment".into(),
+    )
+}
+
+/// Hashes in the shared pool: argon2 is deliberately slow and must not stall the runtime.
 pub async fn hash(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let salt =
-            SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16-byte salt encodes");
-        argon2()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(|e| internal(&e.to_string()))?
-    .map_err(|e| internal(&e.to_string()))
+    POOL.hash(password).await
 }
 
 /// Verifies in constant time (argon2's own comparison). With `None` (no such user), verifies
 /// against a fixed dummy hash anyway, so "no such user" and "wrong password" take the same time
-/// and cannot be told apart.
-pub async fn verify(password: String, stored: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        let found = stored.is_some();
-        let stored = stored.unwrap_or_else(|| DUMMY.clone());
-        let Ok(parsed) = PasswordHash::new(&stored) else {
-            return false;
-        };
-        let ok = argon2()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        ok && found
-    })
-    .await
-    .unwrap_or(false)
+/// and cannot be told apart. `RATE_LIMITED` when no hashing slot frees up in time.
+pub async fn verify(password: String, stored: Option<String>) -> Result<bool, ApiError> {
+    POOL.verify(password, stored).await
 }
 
 static DUMMY: LazyLock<String> = LazyLock::new(|| {
@@ -95,12 +152,37 @@ mod tests {
         let b = hash("correct horse battery".into()).await.unwrap();
         assert_ne!(a, b, "salted");
         assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
-        assert!(verify("correct horse battery".into(), Some(a.clone())).await);
-        assert!(!verify("wrong horse battery".into(), Some(a)).await);
         assert!(
-            !verify("no user has this password".into(), None).await,
+            verify("correct horse battery".into(), Some(a.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(!verify("wrong horse battery".into(), Some(a)).await.unwrap());
+        assert!(
+            !verify("no user has this password".into(), None)
+                .await
+                .unwrap(),
             "the dummy never matches"
         );
+    }
+
+    /// Regression (issue 11): every sign-in ran argon2 (19 MiB) on the blocking pool, up to
+    /// 512 at once; now at most the pool's slots run, and a wait past the queue timeout is
+    /// answered RATE_LIMITED.
+    #[tokio::test]
+    async fn hashing_is_bounded_and_a_long_queue_is_refused() {
+        let pool = std::sync::Arc::new(HashingPool::new(1, Duration::from_millis(50)));
+        let held = pool.slots.acquire().await.unwrap();
+        let error = pool.verify("x".repeat(12), None).await.unwrap_err();
+        assert_eq!(error.code(), "RATE_LIMITED");
+        drop(held);
+        assert!(!pool.verify("x".repeat(12), None).await.unwrap());
+        // Two at once through one slot: both finish, one after the other.
+        let (a, b) = tokio::join!(
+            pool.hash("first password".into()),
+            pool.hash("second password".into())
+        );
+        assert!(a.is_ok() && b.is_ok());
     }
 
     #[test]
