@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, Set};
 use switchyard_kit::id::shard_of;
 use switchyard_kit::store::is_unique_violation;
 use switchyard_kit::{ApiError, ApiResult, Session, validate};
@@ -174,8 +174,26 @@ async fn check_second_factor(
     code: &str,
 ) -> ApiResult<()> {
     let secret = credential.totp_secret.as_deref().unwrap_or_default();
-    if totp::verify(secret, code, Utc::now().timestamp() as u64) {
-        return Ok(());
+    if let Some(step) = totp::accepted_step(secret, code, Utc::now().timestamp() as u64) {
+        // Accepted once: the step is recorded only if it is after the last one, atomically,
+        // so a replayed (or concurrently reused) code finds its step taken.
+        let updated = credential::Entity::update_many()
+            .col_expr(credential::Column::TotpLastStep, Expr::value(step))
+            .filter(credential::Column::UserId.eq(credential.user_id))
+            .filter(
+                Condition::any()
+                    .add(credential::Column::TotpLastStep.is_null())
+                    .add(credential::Column::TotpLastStep.lt(step)),
+            )
+            .exec(session.writer(shard_of(credential.user_id)))
+            .await?;
+        if updated.rows_affected == 1 {
+            return Ok(());
+        }
+        return Err(ApiError::Refused(
+            "TOTP_CODE_REUSED",
+            "this code was already used; wait for the next one".into(),
+        ));
     }
     // A recovery code works once.
     let hashed = totp::hash_recovery_code(code);
@@ -336,15 +354,17 @@ pub async fn confirm_totp(session: &Session, user_id: i64, code: &str) -> ApiRes
             "start enrolment first (enrollTotp)".into(),
         ));
     };
-    if !totp::verify(&secret, code, Utc::now().timestamp() as u64) {
+    let Some(step) = totp::accepted_step(&secret, code, Utc::now().timestamp() as u64) else {
         return Err(ApiError::Refused(
             "INVALID_TOTP",
             "the code is wrong or expired".into(),
         ));
-    }
+    };
     let (codes, hashes) = totp::new_recovery_codes();
     let mut active: credential::ActiveModel = credential.into();
     active.totp_enabled = Set(true);
+    // The confirming code is used: it cannot sign in as well.
+    active.totp_last_step = Set(Some(step));
     active.recovery_codes = Set(serde_json::to_string(&hashes).expect("hashes serialize"));
     active.update(conn).await?;
     Ok(codes)

@@ -60,6 +60,9 @@ pub mod credential {
         pub totp_secret: Option<String>,
         /// True once the user confirmed a code from their app.
         pub totp_enabled: bool,
+        /// The last TOTP time step a code was accepted for: codes of that step or earlier
+        /// are refused (no replay inside the window).
+        pub totp_last_step: Option<i64>,
         /// JSON array of sha256 hashes of unused recovery codes.
         pub recovery_codes: String,
         pub created_at: DateTimeUtc,

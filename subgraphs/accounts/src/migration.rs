@@ -7,7 +7,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateUsersAndHandles), Box::new(CreateAuthTables)]
+        vec![
+            Box::new(CreateUsersAndHandles),
+            Box::new(CreateAuthTables),
+            Box::new(AddTotpLastStep),
+        ]
     }
 }
 
@@ -254,6 +258,38 @@ impl MigrationTrait for CreateAuthTables {
             .await?;
         manager
             .drop_table(Table::drop().table(Credentials::Table).to_owned())
+            .await
+    }
+}
+
+/// Keeps the last accepted TOTP step, so a code cannot be replayed within its window.
+struct AddTotpLastStep;
+
+impl MigrationName for AddTotpLastStep {
+    fn name(&self) -> &str {
+        "m0003_add_totp_last_step"
+    }
+}
+
+#[derive(DeriveIden)]
+enum TotpLastStep {
+    TotpLastStep,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddTotpLastStep {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Credentials::Table)
+                    .add_column(
+                        ColumnDef::new(TotpLastStep::TotpLastStep)
+                            .big_integer()
+                            .null(),
+                    )
+                    .to_owned(),
+            )
             .await
     }
 }

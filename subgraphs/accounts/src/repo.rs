@@ -115,6 +115,7 @@ pub async fn create_user_with(
                         password_hash: Set(c.password_hash.clone()),
                         totp_secret: Set(None),
                         totp_enabled: Set(false),
+                        totp_last_step: Set(None),
                         recovery_codes: Set("[]".into()),
                         created_at: Set(now),
                     }

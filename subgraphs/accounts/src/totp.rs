@@ -48,13 +48,19 @@ pub fn code_at(secret: &str, counter: u64) -> Option<String> {
 
 /// Whether `code` is valid for `secret` at `unix_time` (within the window).
 pub fn verify(secret: &str, code: &str, unix_time: u64) -> bool {
+    accepted_step(secret, code, unix_time).is_some()
+}
+
+/// The time step `code` belongs to, when it is valid for `secret` at `unix_time` (within the
+/// window). Callers keep the last accepted step and refuse steps not after it, so a code
+/// cannot be replayed inside its window.
+pub fn accepted_step(secret: &str, code: &str, unix_time: u64) -> Option<i64> {
     let code = code.trim();
     if code.len() != DIGITS as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
+        return None;
     }
     let step = (unix_time / STEP_SECS) as i64;
-    (-WINDOW..=WINDOW).any(|d| {
-        let counter = step + d;
+    (-WINDOW..=WINDOW).map(|d| step + d).find(|&counter| {
         counter >= 0
             && code_at(secret, counter as u64).is_some_and(|expected| {
                 switchyard_kit::viewer::constant_time_eq(expected.as_bytes(), code.as_bytes())

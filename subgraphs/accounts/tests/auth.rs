@@ -225,9 +225,17 @@ async fn totp_second_factor(config: StoreConfig) {
     with_code["totpCode"] = json!("123456x");
     let r = exec(&store, SIGN_IN, json!({"i": with_code})).await;
     assert_eq!(code(&r), "INVALID_TOTP", "{r}");
-    with_code["totpCode"] = json!(switchyard_accounts::totp::code_at(&secret, now() / 30).unwrap());
+    // Regression (issue 11): a code could be replayed within its window. The confirming
+    // code is spent; the next step's code (inside the window) signs in once, then not again.
+    with_code["totpCode"] = json!(good.clone());
+    let r = exec(&store, SIGN_IN, json!({"i": with_code})).await;
+    assert_eq!(code(&r), "TOTP_CODE_REUSED", "{r}");
+    let next = switchyard_accounts::totp::code_at(&secret, now() / 30 + 1).unwrap();
+    with_code["totpCode"] = json!(next);
     let r = exec(&store, SIGN_IN, json!({"i": with_code})).await;
     assert!(r["data"]["signIn"]["accessToken"].is_string(), "{r}");
+    let r = exec(&store, SIGN_IN, json!({"i": with_code})).await;
+    assert_eq!(code(&r), "TOTP_CODE_REUSED", "{r}");
 
     // A recovery code works exactly once.
     with_code["totpCode"] = json!(recovery[3].to_uppercase());
