@@ -43,14 +43,22 @@ async fn attempt(
     ip: &str,
     login: &str,
 ) -> (u16, Value, reqwest::header::HeaderMap) {
-    let response = platform
-        .http
-        .post(url)
-        .header("x-forwarded-for", format!("{ip}, 10.1.2.3"))
-        .json(&json!({"query": SIGN_IN, "variables": {"i": {"login": login, "password": "wrong wrong wrong"}}}))
-        .send()
-        .await
-        .unwrap();
+    let body = json!({"query": SIGN_IN, "variables": {"i": {"login": login, "password": "wrong wrong wrong"}}});
+    forwarded(platform, url, &[&format!("{ip}, 10.1.2.3")], body).await
+}
+
+/// POSTs `body` to `url` with these `X-Forwarded-For` lines (one header each).
+async fn forwarded(
+    platform: &Platform,
+    url: &str,
+    lines: &[&str],
+    body: Value,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut request = platform.http.post(url);
+    for line in lines {
+        request = request.header("x-forwarded-for", *line);
+    }
+    let response = request.json(&body).send().await.unwrap();
     let headers = response.headers().clone();
     let (status, _, body) = read(response).await;
     (status, body, headers)
@@ -96,16 +104,15 @@ async fn brute_force_sign_in_hits_429() {
     let (status, _, _) = attempt(&platform, &url, "1.1.1.1, 203.0.113.7", "someone_else").await;
     assert_eq!(status, 429, "the client address is what our proxy saw");
     // Renaming the operation does not dodge a rule on its root field.
-    let renamed = platform
-        .http
-        .post(&url)
-        .header("x-forwarded-for", "203.0.113.7")
-        .json(&json!({"query": "mutation Innocent($i: SignInInput!) { signIn(input: $i) { accessToken } }",
-                      "variables": {"i": {"login": "x_y_z", "password": "wrong wrong wrong"}}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(renamed.status(), 429);
+    let (renamed, _, _) = forwarded(
+        &platform,
+        &url,
+        &["203.0.113.7"],
+        json!({"query": "mutation Innocent($i: SignInInput!) { signIn(input: $i) { accessToken } }",
+               "variables": {"i": {"login": "x_y_z", "password": "wrong wrong wrong"}}}),
+    )
+    .await;
+    assert_eq!(renamed, 429);
     // Another address and login is untouched.
     let (status, body, _) = attempt(&platform, &url, "198.51.100.5", "grace").await;
     assert_eq!(status, 200, "{body}");
@@ -212,16 +219,14 @@ async fn addresses_count_per_network_and_every_forwarded_line() {
             attempt(&platform, &url, "203.0.113.50", &format!("v4_login_{i}")).await;
         assert_eq!(status, 200);
     }
-    let response = platform
-        .http
-        .post(&url)
-        .header("x-forwarded-for", "198.51.100.77")
-        .header("x-forwarded-for", "203.0.113.50, 10.1.2.3")
-        .json(&json!({"query": SIGN_IN, "variables": {"i": {"login": "v4_login_9", "password": "wrong wrong wrong"}}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 429, "the second line is read");
+    let (status, _, _) = forwarded(
+        &platform,
+        &url,
+        &["198.51.100.77", "203.0.113.50, 10.1.2.3"],
+        json!({"query": SIGN_IN, "variables": {"i": {"login": "v4_login_9", "password": "wrong wrong wrong"}}}),
+    )
+    .await;
+    assert_eq!(status, 429, "the second line is read");
     platform.shutdown().await;
 }
 
@@ -237,15 +242,13 @@ async fn aliases_and_variable_defaults_do_not_dodge_sign_in_rules() {
     let aliased: String = (0..6)
         .map(|i| format!(r#"a{i}: signIn(input: {{login: "victim_1", password: "guess {i}"}}) {{ accessToken }} "#))
         .collect();
-    let response = platform
-        .http
-        .post(&platform.url)
-        .header("x-forwarded-for", "203.0.113.60, 10.1.2.3")
-        .json(&json!({"query": format!("mutation {{ {aliased} }}")}))
-        .send()
-        .await
-        .unwrap();
-    let (status, _, body) = read(response).await;
+    let (status, body, _) = forwarded(
+        &platform,
+        &platform.url,
+        &["203.0.113.60, 10.1.2.3"],
+        json!({"query": format!("mutation {{ {aliased} }}")}),
+    )
+    .await;
     assert_eq!(
         (status, codes(&body)),
         (400, vec!["ROOT_FIELD_REPEATED".to_owned()]),
@@ -255,18 +258,14 @@ async fn aliases_and_variable_defaults_do_not_dodge_sign_in_rules() {
     let defaulted = r#"mutation($l: String = "Victim_2") { signIn(input: {login: $l, password: "guess"}) { accessToken } }"#;
     let mut statuses = Vec::new();
     for i in 0..6 {
-        let response = platform
-            .http
-            .post(&platform.url)
-            .header(
-                "x-forwarded-for",
-                format!("198.51.100.{}, 10.1.2.3", 100 + i),
-            )
-            .json(&json!({ "query": defaulted }))
-            .send()
-            .await
-            .unwrap();
-        let (status, _, body) = read(response).await;
+        let hop = format!("198.51.100.{}, 10.1.2.3", 100 + i);
+        let (status, body, _) = forwarded(
+            &platform,
+            &platform.url,
+            &[&hop],
+            json!({ "query": defaulted }),
+        )
+        .await;
         statuses.push((status, body["errors"][0]["extensions"]["rule"].clone()));
     }
     assert!(statuses[..5].iter().all(|(s, _)| *s == 200), "{statuses:?}");

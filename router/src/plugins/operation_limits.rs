@@ -145,7 +145,6 @@ impl OperationLimits {
                         let response = supergraph::Response::error_builder()
                             .error(error)
                             .status_code(StatusCode::BAD_REQUEST)
-                            .header(http::header::CACHE_CONTROL, "no-store")
                             .context(request.context)
                             .build()?;
                         Ok(ControlFlow::Break(response))

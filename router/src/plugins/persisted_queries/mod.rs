@@ -130,21 +130,18 @@ impl PersistedQueries {
         let shared = &self.shared;
         let snapshot = shared.watched.snapshot();
         let outcome = decide(shared, &snapshot, request);
+        let client = client_label(&snapshot, &request.client);
         let label: &'static str = match &outcome {
             Ok(label) => label,
             Err(error) => {
-                tracing::debug!(
-                    client = client_label(&snapshot, &request.client),
-                    code = error.code(),
-                    "persisted query rejected"
-                );
+                tracing::debug!(client, code = error.code(), "persisted query rejected");
                 error.metric_label()
             }
         };
         shared.requests.add(
             1,
             &[
-                KeyValue::new("client", client_label(&snapshot, &request.client)),
+                KeyValue::new("client", client),
                 KeyValue::new("outcome", label),
             ],
         );

@@ -484,10 +484,6 @@ fn repeated(
                 .build(),
         )
         .status_code(StatusCode::BAD_REQUEST)
-        .header(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        )
         .context(context)
         .build()
 }

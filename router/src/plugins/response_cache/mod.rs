@@ -81,6 +81,7 @@ pub struct ResponseCache {
 }
 
 /// What the request's key is, before its scope is known.
+#[derive(Clone)]
 struct Plan {
     public_key: String,
     private_key: Option<String>,
@@ -114,11 +115,12 @@ enum Found {
 /// stale entry is served instead.
 const FAILURES: [&str; 4] = ["errors", "status", "empty", "no_data"];
 
-/// Set when the lookup stage looked in both levels and missed, so the fill stage does not ask
-/// Redis again; holds the invalidation generation Redis reported then (`None` without Redis
-/// or when it failed), which the fill's write must not be older than.
-#[derive(Clone, Copy)]
-struct LookedUp(Option<u64>);
+/// Set when the lookup stage looked in both levels and missed, so the fill stage neither
+/// derives the keys again nor asks Redis again. The plan carries the invalidation generation
+/// Redis reported then (`None` without Redis or when it failed), which the fill's write must
+/// not be older than.
+#[derive(Clone)]
+struct LookedUp(Plan);
 
 /// The key of a request, from the typed request the pipeline read (persisted id, normalised
 /// variables, client) and the verified user. `None` when it runs no parsed query.
@@ -314,7 +316,7 @@ impl Cache {
         headers: &http::HeaderMap,
         context: &Context,
     ) -> Result<Option<router::Response>, BoxError> {
-        let Some(plan) = plan_for(request, context) else {
+        let Some(mut plan) = plan_for(request, context) else {
             return Ok(None);
         };
         let (found, generation) = self.lookup(&plan, true).await;
@@ -336,9 +338,8 @@ impl Cache {
             )
             .map(Some);
         }
-        context
-            .extensions()
-            .with_lock(|e| e.insert(LookedUp(generation)));
+        plan.generation = generation;
+        context.extensions().with_lock(|e| e.insert(LookedUp(plan)));
         Ok(None)
     }
 
@@ -347,20 +348,26 @@ impl Cache {
         request: supergraph::Request,
         inner: Inner,
     ) -> Result<supergraph::Response, BoxError> {
-        let Some(mut plan) = self.plan(&request) else {
-            let mut response = inner.oneshot(request).await?;
-            no_store(&mut response.response);
-            return Ok(response);
-        };
         let context = request.context.clone();
         let looked_up = context
             .extensions()
-            .with_lock(|e| e.get::<LookedUp>().copied());
-        let (found, generation) = self.lookup(&plan, looked_up.is_none()).await;
-        plan.generation = match looked_up {
-            Some(LookedUp(generation)) => generation,
-            None => generation,
+            .with_lock(|e| e.get::<LookedUp>().cloned());
+        let (mut plan, redis_too) = match looked_up {
+            Some(LookedUp(plan)) => (plan, false),
+            None => match self.plan(&request) {
+                Some(plan) => (plan, true),
+                None => {
+                    let mut response = inner.oneshot(request).await?;
+                    no_store(&mut response.response);
+                    return Ok(response);
+                }
+            },
         };
+        // Memory again (a concurrent fill may have landed); Redis only if not asked yet.
+        let (found, generation) = self.lookup(&plan, redis_too).await;
+        if redis_too {
+            plan.generation = generation;
+        }
         let stale = match found {
             Found::Fresh(hit) => return self.respond(hit, context),
             Found::Stale(entry) => Some(entry),
