@@ -1,7 +1,7 @@
 //! `switchyard dev`: every subgraph and the router in one process, embedded defaults.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -10,10 +10,6 @@ use switchyard_router::RouterOptions;
 use tokio::sync::watch;
 
 use crate::{StoreArgs, shutdown_signal, subgraphs};
-
-/// The router/subgraph secret `switchyard dev` uses when `SWITCHYARD_ROUTER_SECRET` is unset
-/// (the same default as in router/router.yaml).
-pub const DEV_ROUTER_SECRET: &str = "switchyard-dev-router-secret";
 
 #[derive(Args)]
 pub struct DevArgs {
@@ -32,26 +28,31 @@ pub struct DevArgs {
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let router_addr = router_listen_address(&args.router_config)?;
+    let router_addr = switchyard_router::deployment::listen_address(&args.router_config)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     // The router config trusts the same development secret unless the environment sets one.
-    let mut server_options =
-        switchyard_kit::server::ServerOptions::from_env().map_err(anyhow::Error::msg)?;
-    server_options
-        .router_secret
-        .get_or_insert_with(|| DEV_ROUTER_SECRET.to_owned());
+    // (the same default as in router/router.yaml). The subgraphs listen on loopback only.
+    let subgraph_addrs: Vec<SocketAddr> = subgraphs::ALL
+        .iter()
+        .map(|def| SocketAddr::from(([127, 0, 0, 1], def.default_port)))
+        .collect();
+    let mut server_options = switchyard_kit::server::ServerOptions::from_env(&subgraph_addrs)
+        .map_err(anyhow::Error::msg)?;
+    server_options.router_secret.get_or_insert_with(|| {
+        switchyard_kit::deployment::Secret::new(switchyard_kit::deployment::DEV_ROUTER_SECRET)
+    });
+    server_options.check().map_err(anyhow::Error::msg)?;
     let mut servers = Vec::new();
     let mut urls = Vec::new();
     let mut stores = std::collections::HashMap::new();
-    for def in subgraphs::ALL {
+    for (def, &addr) in subgraphs::ALL.iter().zip(&subgraph_addrs) {
         let store = args.store.connect(def).await?;
         (def.migrate)(&store)
             .await
             .with_context(|| format!("subgraph {}", def.name))?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], def.default_port));
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!(
                 "subgraph {}: cannot listen on {addr} (is another `switchyard dev` running?)",
@@ -165,21 +166,4 @@ fn terminate(router: &tokio::process::Child) {
             libc::kill(pid as libc::pid_t, libc::SIGTERM);
         }
     }
-}
-
-/// `supergraph.listen` from the router config (apollo-router's default when absent).
-fn router_listen_address(config: &Path) -> anyhow::Result<SocketAddr> {
-    let text =
-        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
-        .with_context(|| format!("{} is not valid YAML", config.display()))?;
-    let listen = yaml["supergraph"]["listen"]
-        .as_str()
-        .unwrap_or("127.0.0.1:4000");
-    listen.parse().with_context(|| {
-        format!(
-            "{}: supergraph.listen {listen:?} is not a socket address",
-            config.display()
-        )
-    })
 }

@@ -33,8 +33,10 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run the router.
     Router {
-        #[arg(long, default_value = "router/router.yaml")]
-        config: PathBuf,
+        /// The router config; without it, the development config router/router.yaml (which
+        /// trusts published development secrets, so it only starts on a loopback address).
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value = "schema/supergraph.graphql")]
         supergraph: PathBuf,
         /// Apply changes to either file without a restart.
@@ -150,6 +152,9 @@ impl StoreArgs {
     }
 }
 
+/// What `switchyard router` runs without `--config`.
+const DEV_ROUTER_CONFIG: &str = "router/router.yaml";
+
 fn main() -> std::process::ExitCode {
     // `switchyard router` (and `dev`'s router child) become apollo-router here.
     if let Some(result) = switchyard_router::main_if_exec() {
@@ -163,6 +168,18 @@ fn main() -> std::process::ExitCode {
         listen,
     } = cli.command
     {
+        let config = match config {
+            Some(config) => {
+                eprintln!("switchyard router: config {}", config.display());
+                config
+            }
+            None => {
+                eprintln!(
+                    "switchyard router: no --config given, so running the development config {DEV_ROUTER_CONFIG}: it trusts the development signing key and secrets published in this repository, and refuses to start on a non-loopback address or with SWITCHYARD_ENV=production. For production pass --config router/router.production.yaml (docs/security.md#production-checks)."
+                );
+                PathBuf::from(DEV_ROUTER_CONFIG)
+            }
+        };
         let options = switchyard_router::RouterOptions {
             config,
             supergraph,
@@ -204,17 +221,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             skip_migrations,
         } => {
             let def = subgraphs::find(&name)?;
+            let addr =
+                listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], def.default_port)));
             // Settings first: a typo in the environment must not wait for (or touch) the shards.
-            let options =
-                switchyard_kit::server::ServerOptions::from_env().map_err(anyhow::Error::msg)?;
+            let options = switchyard_kit::server::ServerOptions::from_env(&[addr])
+                .map_err(|e| anyhow::anyhow!("subgraph {}: {e}", def.name))?;
             let store = store.connect(def).await?;
             if !skip_migrations {
                 (def.migrate)(&store)
                     .await
                     .with_context(|| format!("subgraph {}", def.name))?;
             }
-            let addr =
-                listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], def.default_port)));
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("subgraph {}: cannot listen on {addr}", def.name))?;

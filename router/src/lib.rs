@@ -10,6 +10,7 @@
 //! - [`start`]: embeds a router with [`RouterHttpServer`] and hands back its address, for tests
 //!   and benchmarks that run several routers in one process. No telemetry there.
 
+pub mod deployment;
 pub mod pipeline;
 pub mod plugins;
 
@@ -67,10 +68,16 @@ pub fn command(
     listen: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<std::process::Command> {
     check_files(options)?;
+    let environment = launch_environment(options, listen)?;
     let mut command = std::process::Command::new(std::env::current_exe()?);
     command
         .args(apollo_args(options, listen))
-        .env(EXEC_ENV, "1");
+        .env(EXEC_ENV, "1")
+        // Decided here, where the listen address is known; the plugin checks against it.
+        .env(
+            switchyard_wire::deployment::ENV_VAR,
+            deployment::name(environment),
+        );
     Ok(command)
 }
 
@@ -83,6 +90,18 @@ pub fn exec(options: &RouterOptions, listen: Option<std::net::SocketAddr>) -> an
         Ok(mut command) => anyhow::Error::from(command.exec()).context("starting apollo-router"),
         Err(e) => e,
     }
+}
+
+/// Development or production, from `SWITCHYARD_ENV` and where the router will listen.
+fn launch_environment(
+    options: &RouterOptions,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<switchyard_wire::deployment::Environment> {
+    let listen = match listen {
+        Some(listen) => listen,
+        None => deployment::listen_address(&options.config)?,
+    };
+    deployment::resolve(listen)
 }
 
 fn check_files(options: &RouterOptions) -> anyhow::Result<()> {
@@ -104,6 +123,7 @@ fn check_files(options: &RouterOptions) -> anyhow::Result<()> {
 /// `shutdown()` on it stops it gracefully (in-flight requests finish).
 pub fn start(options: &RouterOptions) -> anyhow::Result<RouterHttpServer> {
     check_files(options)?;
+    deployment::record(launch_environment(options, None)?);
     Ok(RouterHttpServer::builder()
         .configuration(ConfigurationSource::File {
             path: options.config.clone(),

@@ -65,7 +65,7 @@ impl Subgraph {
             .expect("bind subgraph");
         let addr = listener.local_addr().unwrap();
         let options = switchyard_kit::server::ServerOptions {
-            router_secret: Some(ROUTER_SECRET.to_owned()),
+            router_secret: Some(switchyard_kit::deployment::Secret::new(ROUTER_SECRET)),
             ..Default::default()
         };
         let app = (def.router)(store.clone(), &options)

@@ -106,6 +106,8 @@ impl Plugin for Pipeline {
     async fn new(init: PluginInit<Self::Config>) -> Result<Self, BoxError> {
         let config = init.config;
         let fail = |e: BoxError| -> BoxError { format!("switchyard.pipeline.{e}").into() };
+        crate::deployment::check(&config, crate::deployment::current())
+            .map_err(|e| fail(e.into()))?;
         let guard = HeadersGuard::new(&config.headers_guard).map_err(fail)?;
         let authenticate = match config.jwt_auth {
             Some(c) => Some(Arc::new(JwtAuth::new(c).await.map_err(fail)?)),

@@ -1,14 +1,20 @@
-//! Sign-up, sign-in (with an optional TOTP second factor), session refresh with rotation and
-//! reuse detection, and sign-out.
+//! Sign-up, sign-in (with an optional TOTP second factor and a per-account password budget),
+//! session refresh with rotation, a grace window for retries and reuse detection, and
+//! sign-out.
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, Set,
+    TransactionTrait,
+};
 use switchyard_kit::id::shard_of;
 use switchyard_kit::store::is_unique_violation;
 use switchyard_kit::{ApiError, ApiResult, Session, validate};
 
-use crate::entities::{credential, email, refresh_token};
+use crate::attempts;
+use crate::config::AccountsConfig;
+use crate::entities::{credential, email, refresh_family, refresh_token};
 use crate::passwords;
 use crate::repo::{self, NewCredential, NewUser};
 use crate::tokens::{self, TokenConfig};
@@ -99,18 +105,19 @@ pub async fn sign_up(
         .filter(email::Column::Email.eq(email_address.as_str()))
         .exec(session.writer(email_shard))
         .await?;
-    issue(session, user.id, None, config).await
+    sign_in_as(session, user.id, config).await
 }
 
-/// Checks a sign-in. Unknown names, wrong passwords and missing users all answer the same
-/// `INVALID_CREDENTIALS` after the same argon2 work, so neither errors nor timing reveal which
-/// accounts exist.
+/// Checks a sign-in. Unknown names, wrong passwords and accounts without a password all
+/// answer the same `INVALID_CREDENTIALS` after a full argon2 verification. Each password check
+/// of an existing account is counted first ([`attempts`]); a locked account is refused before
+/// any password is checked.
 pub async fn sign_in(
     session: &Session,
     login: &str,
     password: String,
     second_factor: Option<&str>,
-    config: &TokenConfig,
+    config: &AccountsConfig,
 ) -> ApiResult<Tokens> {
     if password.chars().count() > 256 {
         return Err(invalid_credentials());
@@ -124,6 +131,9 @@ pub async fn sign_in(
         }
         _ => None,
     };
+    if let Some(credential) = &credential {
+        attempts::reserve(session, credential.user_id, &config.sign_in, Utc::now()).await?;
+    }
     let ok = passwords::verify(
         password,
         credential.as_ref().map(|c| c.password_hash.clone()),
@@ -141,7 +151,30 @@ pub async fn sign_in(
         };
         check_second_factor(session, &credential, code).await?;
     }
-    issue(session, credential.user_id, None, config).await
+    attempts::succeeded(session, credential.user_id).await?;
+    sign_in_as(session, credential.user_id, &config.tokens).await
+}
+
+/// Checks the signed-in user's password again before a change to how they sign in (a stolen
+/// access token alone must not be able to lock the owner out). Counted like a sign-in.
+async fn confirm_password(
+    session: &Session,
+    credential: &credential::Model,
+    password: String,
+    config: &AccountsConfig,
+) -> ApiResult<()> {
+    if password.chars().count() > 256 {
+        return Err(wrong_password());
+    }
+    attempts::reserve(session, credential.user_id, &config.sign_in, Utc::now()).await?;
+    if !passwords::verify(password, Some(credential.password_hash.clone())).await? {
+        return Err(wrong_password());
+    }
+    Ok(())
+}
+
+fn wrong_password() -> ApiError {
+    ApiError::Refused("INVALID_CREDENTIALS", "the password is wrong".into())
 }
 
 async fn lookup_login(session: &Session, login: &str) -> ApiResult<Option<i64>> {
@@ -223,77 +256,139 @@ async fn check_second_factor(
     ))
 }
 
-/// A new access token and a new refresh token in `family` (a new family for a new sign-in).
-async fn issue(
+/// A new session: a new family and its first refresh token, in one transaction.
+pub(crate) async fn sign_in_as(
     session: &Session,
     user_id: i64,
-    family: Option<String>,
     config: &TokenConfig,
 ) -> ApiResult<Tokens> {
     let refresh = tokens::new_refresh_token(user_id);
+    let family = tokens::new_family();
+    let now = Utc::now();
+    let txn = session.writer(shard_of(user_id)).begin().await?;
+    refresh_family::ActiveModel {
+        family: Set(family.clone()),
+        user_id: Set(user_id),
+        created_at: Set(now),
+        revoked_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    store_refresh_token(&txn, user_id, &refresh, family, config).await?;
+    txn.commit().await?;
+    session_tokens(user_id, refresh, config)
+}
+
+async fn store_refresh_token(
+    conn: &impl ConnectionTrait,
+    user_id: i64,
+    token: &str,
+    family: String,
+    config: &TokenConfig,
+) -> ApiResult<()> {
     let now = Utc::now();
     refresh_token::ActiveModel {
-        token_hash: Set(tokens::hash_token(&refresh)),
+        token_hash: Set(tokens::hash_token(token)),
         user_id: Set(user_id),
-        family: Set(family.unwrap_or_else(tokens::new_family)),
+        family: Set(family),
         expires_at: Set(now
             + chrono::Duration::from_std(config.refresh_ttl).unwrap_or(chrono::Duration::days(30))),
         used_at: Set(None),
         revoked_at: Set(None),
         created_at: Set(now),
     }
-    .insert(session.writer(shard_of(user_id)))
+    .insert(conn)
     .await?;
+    Ok(())
+}
+
+fn session_tokens(user_id: i64, refresh_token: String, config: &TokenConfig) -> ApiResult<Tokens> {
     Ok(Tokens {
         user_id,
         access_token: config.access_token(user_id)?,
-        refresh_token: refresh,
+        refresh_token,
         expires_in: config.access_ttl.as_secs(),
     })
 }
 
-/// Exchanges a refresh token for new tokens. Each token works once: presenting one that was
-/// already exchanged means it was copied, so the whole family (that sign-in's sessions on every
-/// device it reached) is revoked.
+/// Exchanges a refresh token for new tokens, in one transaction on the user's shard.
+///
+/// Each token is exchanged once. Presenting it again within `refresh_grace` of that exchange
+/// (a phone that lost the response and retries) returns the same successor; later it means
+/// the token was copied, so its family (that sign-in's sessions on every device it reached)
+/// is revoked. Revocation is recorded on the family, and every exchange checks the family, so
+/// a successor issued while the family was being revoked is as dead as the rest.
 pub async fn refresh(session: &Session, token: &str, config: &TokenConfig) -> ApiResult<Tokens> {
     let user_id = tokens::refresh_token_user(token).ok_or_else(invalid_refresh)?;
     let shard = shard_of(user_id);
     if shard >= session.store().shard_count() {
         return Err(invalid_refresh());
     }
-    let conn = session.writer(shard);
     let hash = tokens::hash_token(token);
-    let row = refresh_token::Entity::find_by_id(hash.clone())
-        .one(conn)
-        .await?
-        .ok_or_else(invalid_refresh)?;
-    if row.revoked_at.is_some() || row.expires_at < Utc::now() {
-        return Err(invalid_refresh());
-    }
-    // Mark used only if nobody else did first: two concurrent uses cannot both win.
+    let now = Utc::now();
+    let txn = session.writer(shard).begin().await?;
+    // The write comes first: it takes the row's lock (PostgreSQL) or the database's write lock
+    // (SQLite), so concurrent exchanges of one token queue here and exactly one claims it.
     let claimed = refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::UsedAt, Expr::value(Utc::now()))
+        .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
         .filter(refresh_token::Column::TokenHash.eq(hash.as_str()))
         .filter(refresh_token::Column::UsedAt.is_null())
-        .exec(conn)
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .filter(refresh_token::Column::ExpiresAt.gt(now))
+        .exec(&txn)
+        .await?
+        .rows_affected
+        == 1;
+    // Dropping `txn` on a refusal rolls the claim back.
+    let row = refresh_token::Entity::find_by_id(hash.clone())
+        .one(&txn)
+        .await?
+        .filter(|row| row.user_id == user_id && row.revoked_at.is_none() && row.expires_at > now)
+        .ok_or_else(invalid_refresh)?;
+    let family = refresh_family::Entity::find_by_id(row.family.clone())
+        .one(&txn)
         .await?;
-    if claimed.rows_affected != 1 {
-        revoke_family(session, user_id, &row.family).await?;
-        tracing::warn!(user_id, "refresh token reused: session family revoked");
-        return Err(ApiError::Refused(
-            "REFRESH_TOKEN_REUSED",
-            "this refresh token was already used; every session from that sign-in is now signed out".into(),
-        ));
+    if family.is_none_or(|family| family.revoked_at.is_some()) {
+        return Err(invalid_refresh());
     }
-    issue(session, user_id, Some(row.family), config).await
+    let successor = config.successor(user_id, token);
+    if claimed {
+        store_refresh_token(&txn, user_id, &successor, row.family, config).await?;
+        txn.commit().await?;
+        return session_tokens(user_id, successor, config);
+    }
+    let grace = chrono::Duration::from_std(config.refresh_grace).unwrap_or_default();
+    // (A concurrent exchange may have stamped a later `used_at` than this one's `now`.)
+    let retried = !grace.is_zero()
+        && row.used_at.is_some_and(|used| now - used <= grace)
+        && refresh_token::Entity::find_by_id(tokens::hash_token(&successor))
+            .one(&txn)
+            .await?
+            .is_some_and(|next| next.used_at.is_none() && next.revoked_at.is_none());
+    if retried {
+        txn.commit().await?;
+        return session_tokens(user_id, successor, config);
+    }
+    revoke_family(&txn, &row.family, now).await?;
+    txn.commit().await?;
+    tracing::warn!(user_id, "refresh token reused: session family revoked");
+    Err(ApiError::Refused(
+        "REFRESH_TOKEN_REUSED",
+        "this refresh token was already used; every session from that sign-in is now signed out"
+            .into(),
+    ))
 }
 
-async fn revoke_family(session: &Session, user_id: i64, family: &str) -> ApiResult<()> {
-    refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::RevokedAt, Expr::value(Utc::now()))
-        .filter(refresh_token::Column::Family.eq(family))
-        .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(session.writer(shard_of(user_id)))
+async fn revoke_family(
+    conn: &impl ConnectionTrait,
+    family: &str,
+    now: chrono::DateTime<Utc>,
+) -> ApiResult<()> {
+    refresh_family::Entity::update_many()
+        .col_expr(refresh_family::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_family::Column::Family.eq(family))
+        .filter(refresh_family::Column::RevokedAt.is_null())
+        .exec(conn)
         .await?;
     Ok(())
 }
@@ -307,44 +402,84 @@ pub async fn sign_out(session: &Session, token: &str) -> ApiResult<()> {
     if shard_of(user_id) >= session.store().shard_count() {
         return Ok(());
     }
+    let conn = session.writer(shard_of(user_id));
     let row = refresh_token::Entity::find_by_id(tokens::hash_token(token))
-        .one(session.writer(shard_of(user_id)))
+        .one(conn)
         .await?;
     if let Some(row) = row {
-        revoke_family(session, user_id, &row.family).await?;
+        revoke_family(conn, &row.family, Utc::now()).await?;
     }
     Ok(())
 }
 
-/// Starts TOTP enrolment: a new secret, not yet required at sign-in.
-pub async fn enroll_totp(session: &Session, user_id: i64) -> ApiResult<(String, String)> {
-    let conn = session.writer(shard_of(user_id));
-    let credential = credential::Entity::find_by_id(user_id)
-        .one(conn)
+async fn password_credential(session: &Session, user_id: i64) -> ApiResult<credential::Model> {
+    credential::Entity::find_by_id(user_id)
+        .one(session.writer(shard_of(user_id)))
         .await?
-        .ok_or_else(|| ApiError::not_found("this account has no password sign-in"))?;
+        .ok_or_else(|| ApiError::not_found("this account has no password sign-in"))
+}
+
+/// Starts TOTP enrolment: a new secret, not yet required at sign-in. Needs the password.
+pub async fn enroll_totp(
+    session: &Session,
+    user_id: i64,
+    password: String,
+    config: &AccountsConfig,
+) -> ApiResult<(String, String)> {
+    let credential = password_credential(session, user_id).await?;
     if credential.totp_enabled {
         return Err(ApiError::Conflict(
             "two-factor sign-in is already on".into(),
         ));
     }
+    confirm_password(session, &credential, password, config).await?;
+    attempts::succeeded(session, user_id).await?;
     let secret = totp::new_secret();
-    let mut active: credential::ActiveModel = credential.clone().into();
-    active.totp_secret = Set(Some(secret.clone()));
-    active.update(conn).await?;
+    credential::Entity::update_many()
+        .col_expr(credential::Column::TotpSecret, Expr::value(secret.clone()))
+        .filter(credential::Column::UserId.eq(user_id))
+        .filter(credential::Column::TotpEnabled.eq(false))
+        .exec(session.writer(shard_of(user_id)))
+        .await?;
     Ok((
         secret.clone(),
         totp::otpauth_uri(&secret, "Switchyard", &credential.email),
     ))
 }
 
+/// Turns two-factor sign-in off. Needs the password and a current code (or a recovery code):
+/// whoever holds a stolen access token and a leaked password still cannot remove the factor.
+pub async fn disable_totp(
+    session: &Session,
+    user_id: i64,
+    password: String,
+    code: &str,
+    config: &AccountsConfig,
+) -> ApiResult<()> {
+    let credential = password_credential(session, user_id).await?;
+    if !credential.totp_enabled {
+        return Err(ApiError::Conflict("two-factor sign-in is not on".into()));
+    }
+    confirm_password(session, &credential, password, config).await?;
+    check_second_factor(session, &credential, code.trim()).await?;
+    attempts::succeeded(session, user_id).await?;
+    credential::Entity::update_many()
+        .col_expr(credential::Column::TotpEnabled, Expr::value(false))
+        .col_expr(
+            credential::Column::TotpSecret,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(credential::Column::RecoveryCodes, Expr::value("[]"))
+        .filter(credential::Column::UserId.eq(user_id))
+        .exec(session.writer(shard_of(user_id)))
+        .await?;
+    Ok(())
+}
+
 /// Confirms enrolment with a code from the app; returns the recovery codes (shown once).
 pub async fn confirm_totp(session: &Session, user_id: i64, code: &str) -> ApiResult<Vec<String>> {
     let conn = session.writer(shard_of(user_id));
-    let credential = credential::Entity::find_by_id(user_id)
-        .one(conn)
-        .await?
-        .ok_or_else(|| ApiError::not_found("this account has no password sign-in"))?;
+    let credential = password_credential(session, user_id).await?;
     let Some(secret) = credential
         .totp_secret
         .clone()

@@ -66,6 +66,12 @@ pub mod credential {
         /// JSON array of sha256 hashes of unused recovery codes.
         pub recovery_codes: String,
         pub created_at: DateTimeUtc,
+        /// Password checks since the last successful sign-in (each is counted before it runs).
+        pub failed_attempts: i32,
+        /// When the last of them was counted; an old count is forgotten.
+        pub last_failed_at: Option<DateTimeUtc>,
+        /// No password is checked for this account before then (the back-off).
+        pub locked_until: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -93,7 +99,7 @@ pub mod email {
 }
 
 /// Refresh tokens (hashed), on the user's shard. A family is one sign-in and every token
-/// rotated from it; reusing a rotated token revokes the whole family.
+/// rotated from it; reusing a rotated token (after the grace window) revokes the whole family.
 pub mod refresh_token {
     use sea_orm::entity::prelude::*;
 
@@ -105,10 +111,74 @@ pub mod refresh_token {
         pub user_id: i64,
         pub family: String,
         pub expires_at: DateTimeUtc,
-        /// When it was exchanged for a new token (a second use is theft).
+        /// When it was exchanged for a new token (a second use after the grace window is
+        /// theft).
         pub used_at: Option<DateTimeUtc>,
+        /// Set by revocations before families had rows of their own (migration m0005); new
+        /// revocations are recorded on the family.
         pub revoked_at: Option<DateTimeUtc>,
         pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// One sign-in's session family, on the user's shard: revoked as a whole (sign-out, or a
+/// reused refresh token), and checked by every refresh.
+pub mod refresh_family {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "refresh_families")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub family: String,
+        pub user_id: i64,
+        pub created_at: DateTimeUtc,
+        pub revoked_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Which account an Apple or Google identity signs in to, on the shard `provider_subject`
+/// hashes to. `user_id` 0 means the first sign-in is still creating the account.
+pub mod identity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "identities")]
+    pub struct Model {
+        /// `apple:<sub>` or `google:<sub>`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub provider_subject: String,
+        pub user_id: i64,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// ID-token nonces already signed in with (hashed, with the provider), until their tokens
+/// expire; on the shard the hash names.
+pub mod used_nonce {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "used_nonces")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub nonce_hash: String,
+        pub expires_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

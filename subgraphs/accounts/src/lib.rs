@@ -1,10 +1,13 @@
 //! The accounts subgraph: users, their profiles and handles.
 
+pub mod attempts;
 pub mod auth;
+pub mod config;
 pub mod entities;
 pub mod loaders;
 pub mod migration;
 pub mod passwords;
+pub mod providers;
 pub mod repo;
 pub mod schema;
 pub mod seed;
@@ -35,9 +38,9 @@ pub fn router(
     store: Arc<ShardedStore>,
     options: &switchyard_kit::server::ServerOptions,
 ) -> Result<axum::Router, String> {
-    let tokens = tokens::TokenConfig::from_env()?;
+    let config = config::AccountsConfig::from_env(options.environment)?;
     Ok(switchyard_kit::server::router(
-        schema::schema_with(tokens),
+        schema::schema_with(config),
         store,
         prepare,
         options,

@@ -11,6 +11,9 @@ impl MigratorTrait for Migrator {
             Box::new(CreateUsersAndHandles),
             Box::new(CreateAuthTables),
             Box::new(AddTotpLastStep),
+            Box::new(AddSignInBackoff),
+            Box::new(CreateRefreshFamilies),
+            Box::new(CreateIdentities),
         ]
     }
 }
@@ -288,6 +291,198 @@ impl MigrationTrait for AddTotpLastStep {
                             .big_integer()
                             .null(),
                     )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// The per-account failed sign-in counter behind the back-off (`attempts`).
+struct AddSignInBackoff;
+
+impl MigrationName for AddSignInBackoff {
+    fn name(&self) -> &str {
+        "m0004_add_sign_in_backoff"
+    }
+}
+
+#[derive(DeriveIden)]
+enum SignInBackoff {
+    FailedAttempts,
+    LastFailedAt,
+    LockedUntil,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddSignInBackoff {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite alters one thing at a time.
+        for column in [
+            ColumnDef::new(SignInBackoff::FailedAttempts)
+                .integer()
+                .not_null()
+                .default(0)
+                .to_owned(),
+            ColumnDef::new(SignInBackoff::LastFailedAt)
+                .timestamp_with_time_zone()
+                .null()
+                .to_owned(),
+            ColumnDef::new(SignInBackoff::LockedUntil)
+                .timestamp_with_time_zone()
+                .null()
+                .to_owned(),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Credentials::Table)
+                        .add_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Session families as rows of their own: revocation is recorded once, on the family, and
+/// checked by every refresh (a successor issued concurrently with the revocation is dead too).
+struct CreateRefreshFamilies;
+
+impl MigrationName for CreateRefreshFamilies {
+    fn name(&self) -> &str {
+        "m0005_create_refresh_families"
+    }
+}
+
+#[derive(DeriveIden)]
+enum RefreshFamilies {
+    Table,
+    Family,
+    UserId,
+    CreatedAt,
+    RevokedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateRefreshFamilies {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(RefreshFamilies::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(RefreshFamilies::Family)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(RefreshFamilies::UserId)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RefreshFamilies::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RefreshFamilies::RevokedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        // Families of tokens issued before this migration; a family any of whose tokens was
+        // revoked was revoked as a whole.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "INSERT INTO refresh_families (family, user_id, created_at, revoked_at) \
+                 SELECT family, MIN(user_id), MIN(created_at), MAX(revoked_at) \
+                 FROM refresh_tokens GROUP BY family",
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Apple and Google identities linked to accounts, and the ID-token nonces already used.
+struct CreateIdentities;
+
+impl MigrationName for CreateIdentities {
+    fn name(&self) -> &str {
+        "m0006_create_identities"
+    }
+}
+
+#[derive(DeriveIden)]
+enum Identities {
+    Table,
+    ProviderSubject,
+    UserId,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum UsedNonces {
+    Table,
+    NonceHash,
+    ExpiresAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateIdentities {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Identities::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(Identities::ProviderSubject)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(Identities::UserId).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(Identities::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(UsedNonces::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(UsedNonces::NonceHash)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(UsedNonces::ExpiresAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("used_nonces_expires_at")
+                    .table(UsedNonces::Table)
+                    .col(UsedNonces::ExpiresAt)
+                    .if_not_exists()
                     .to_owned(),
             )
             .await

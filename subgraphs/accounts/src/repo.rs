@@ -118,6 +118,9 @@ pub async fn create_user_with(
                         totp_last_step: Set(None),
                         recovery_codes: Set("[]".into()),
                         created_at: Set(now),
+                        failed_attempts: Set(0),
+                        last_failed_at: Set(None),
+                        locked_until: Set(None),
                     }
                     .insert(&txn)
                     .await?;

@@ -17,32 +17,33 @@ use switchyard_kit::loader::{RequestLoader, request_loader};
 use switchyard_kit::{ApiError, ApiResult, ErrorCodes, Session, Viewer, gql_id};
 
 use crate::auth::{self, Tokens};
+use crate::config::AccountsConfig;
 use crate::entities::user;
 use crate::loaders::{HandleLoader, UserLoader};
+use crate::providers::{self, IdentityProvider};
 use crate::repo::{self, NewUser, ProfileChange};
-use crate::tokens::TokenConfig;
 
 pub type AccountsSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// The most ids `users(ids:)` takes in one call.
 pub const MAX_IDS: usize = 100;
 
-/// The schema, signing access tokens with the development key (tests, SDL export).
+/// The schema with the development settings (tests, SDL export).
 pub fn schema() -> AccountsSchema {
-    schema_with(TokenConfig::development())
+    schema_with(AccountsConfig::development())
 }
 
-/// The schema, signing access tokens with `tokens`.
-pub fn schema_with(tokens: TokenConfig) -> AccountsSchema {
-    schema_builder(tokens).finish()
+/// The schema with `config`.
+pub fn schema_with(config: AccountsConfig) -> AccountsSchema {
+    schema_builder(config).finish()
 }
 
 /// The schema before `finish()`, for tests that add an extension.
-pub fn schema_builder(tokens: TokenConfig) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+pub fn schema_builder(config: AccountsConfig) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
         .extension(ErrorCodes)
-        .data(tokens)
+        .data(config)
 }
 
 /// Adds this request's session and loaders.
@@ -280,35 +281,61 @@ impl Mutation {
             avatar_url: None,
         };
         let email = auth::canonical_email(&input.email)?;
-        let tokens = ctx.data_unchecked::<TokenConfig>();
+        let config = ctx.data_unchecked::<AccountsConfig>();
         Ok(AuthPayload(
-            auth::sign_up(session(ctx), new, email, input.password, tokens).await?,
+            auth::sign_up(session(ctx), new, email, input.password, &config.tokens).await?,
         ))
     }
 
     /// Signs in with a handle or email and a password (and a code when two-factor is on).
     async fn sign_in(&self, ctx: &Context<'_>, input: SignInInput) -> ApiResult<AuthPayload> {
-        let tokens = ctx.data_unchecked::<TokenConfig>();
+        let config = ctx.data_unchecked::<AccountsConfig>();
         let result = auth::sign_in(
             session(ctx),
             &input.login,
             input.password,
             input.totp_code.as_deref(),
-            tokens,
+            config,
         )
         .await?;
         Ok(AuthPayload(result))
     }
 
-    /// New tokens for a refresh token (which stops working).
+    /// Signs in with an OpenID Connect ID token from Sign in with Apple or Google, issued
+    /// for `nonce` (for Apple, the token carries the nonce's SHA-256 in hex). Links to the
+    /// account with the provider-verified email, or creates one.
+    async fn sign_in_with_provider(
+        &self,
+        ctx: &Context<'_>,
+        provider: IdentityProvider,
+        id_token: String,
+        nonce: String,
+    ) -> ApiResult<AuthPayload> {
+        let config = ctx.data_unchecked::<AccountsConfig>();
+        Ok(AuthPayload(
+            providers::sign_in_with_provider(
+                session(ctx),
+                &config.providers,
+                &config.tokens,
+                provider,
+                &id_token,
+                &nonce,
+            )
+            .await?,
+        ))
+    }
+
+    /// New tokens for a refresh token, which then stops working: presented again within a
+    /// short grace window (a retry after a lost response) it returns the same new tokens;
+    /// later, every session of that sign-in is signed out (`REFRESH_TOKEN_REUSED`).
     async fn refresh_session(
         &self,
         ctx: &Context<'_>,
         refresh_token: String,
     ) -> ApiResult<AuthPayload> {
-        let tokens = ctx.data_unchecked::<TokenConfig>();
+        let config = ctx.data_unchecked::<AccountsConfig>();
         Ok(AuthPayload(
-            auth::refresh(session(ctx), &refresh_token, tokens).await?,
+            auth::refresh(session(ctx), &refresh_token, &config.tokens).await?,
         ))
     }
 
@@ -318,13 +345,28 @@ impl Mutation {
         Ok(true)
     }
 
-    /// Starts two-factor enrolment for the signed-in user.
-    async fn enroll_totp(&self, ctx: &Context<'_>) -> ApiResult<TotpEnrollment> {
-        let (secret, otpauth_uri) = auth::enroll_totp(session(ctx), viewer_id(ctx)?).await?;
+    /// Starts two-factor enrolment for the signed-in user, who confirms their password.
+    async fn enroll_totp(&self, ctx: &Context<'_>, password: String) -> ApiResult<TotpEnrollment> {
+        let config = ctx.data_unchecked::<AccountsConfig>();
+        let (secret, otpauth_uri) =
+            auth::enroll_totp(session(ctx), viewer_id(ctx)?, password, config).await?;
         Ok(TotpEnrollment {
             secret,
             otpauth_uri,
         })
+    }
+
+    /// Turns two-factor sign-in off for the signed-in user, who confirms their password and a
+    /// code from the app (or a recovery code).
+    async fn disable_totp(
+        &self,
+        ctx: &Context<'_>,
+        password: String,
+        code: String,
+    ) -> ApiResult<bool> {
+        let config = ctx.data_unchecked::<AccountsConfig>();
+        auth::disable_totp(session(ctx), viewer_id(ctx)?, password, &code, config).await?;
+        Ok(true)
     }
 
     /// Turns two-factor sign-in on with a first code; returns ten single-use recovery codes.

@@ -7,12 +7,14 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use switchyard_kit::ApiError;
+use switchyard_kit::deployment::{self, Environment, Secret};
 
-/// How access tokens are signed, from the environment:
-/// `SWITCHYARD_JWT_ALG` (`ES256`, `RS256` or `HS256`), `SWITCHYARD_JWT_KEY` (PEM private key
-/// for ES256/RS256, or the HMAC secret), `SWITCHYARD_JWT_KID`, `SWITCHYARD_JWT_ISSUER`,
-/// `SWITCHYARD_JWT_AUDIENCE`, `SWITCHYARD_ACCESS_TTL_SECS` (900), `SWITCHYARD_REFRESH_TTL_SECS`
-/// (30 days).
+/// How access tokens are signed and refresh tokens rotated, from the environment:
+/// `SWITCHYARD_JWT_ALG` (`ES256`, `RS256` or `HS256`), `SWITCHYARD_JWT_KEY` or
+/// `SWITCHYARD_JWT_KEY_FILE` (PEM private key for ES256/RS256, or the HMAC secret),
+/// `SWITCHYARD_JWT_KID`, `SWITCHYARD_JWT_ISSUER`, `SWITCHYARD_JWT_AUDIENCE`,
+/// `SWITCHYARD_ACCESS_TTL_SECS` (900), `SWITCHYARD_REFRESH_TTL_SECS` (30 days),
+/// `SWITCHYARD_REFRESH_GRACE_SECS` (30).
 #[derive(Clone)]
 pub struct TokenConfig {
     pub algorithm: Algorithm,
@@ -22,13 +24,42 @@ pub struct TokenConfig {
     pub audience: String,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// How long after a refresh token was exchanged presenting it again returns the same
+    /// successor (a phone that lost the response retries) instead of counting as theft.
+    pub refresh_grace: Duration,
+    /// Derives a refresh token's successor (HMAC), so a retried exchange can be answered with
+    /// the same successor although only hashes of tokens are stored. Derived from the signing
+    /// key: whoever could forge access tokens could do worse than this.
+    successor_key: [u8; 32],
 }
 
-/// The development signing key: HS256 with a secret anyone can read in this file. The dev
-/// router config trusts it; production configs must not.
-pub const DEV_HMAC_SECRET: &str = "switchyard-dev-only-hmac-secret-do-not-use-in-prod";
-pub const DEV_ISSUER: &str = "https://auth.switchyard.local";
-pub const DEV_AUDIENCE: &str = "switchyard-api";
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("algorithm", &self.algorithm)
+            .field("kid", &self.kid)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("access_ttl", &self.access_ttl)
+            .field("refresh_ttl", &self.refresh_ttl)
+            .field("refresh_grace", &self.refresh_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The development signing key: HS256 with a secret anyone can read in this repository. The
+/// dev router config trusts it; outside development it is refused.
+pub use switchyard_kit::deployment::{DEV_AUDIENCE, DEV_HMAC_SECRET, DEV_ISSUER};
+
+/// The longest grace window accepted: past a few minutes a retry is not a lost response.
+pub const MAX_REFRESH_GRACE: Duration = Duration::from_secs(300);
+
+fn successor_key(key_material: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"switchyard refresh-token successor v1\0");
+    hasher.update(key_material);
+    hasher.finalize().into()
+}
 
 impl TokenConfig {
     pub fn development() -> Self {
@@ -40,19 +71,46 @@ impl TokenConfig {
             audience: DEV_AUDIENCE.into(),
             access_ttl: Duration::from_secs(900),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            refresh_grace: Duration::from_secs(30),
+            successor_key: successor_key(DEV_HMAC_SECRET.as_bytes()),
         }
     }
 
-    /// From the environment; the development key when `SWITCHYARD_JWT_KEY` is unset.
-    pub fn from_env() -> Result<Self, String> {
+    /// From the environment. Without `SWITCHYARD_JWT_KEY` (or `_FILE`), the development key,
+    /// in development only; in production a missing key, or the published development one,
+    /// is an error.
+    pub fn from_env(environment: Environment) -> Result<Self, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let Some(key) = var("SWITCHYARD_JWT_KEY") else {
-            tracing::warn!(
-                "SWITCHYARD_JWT_KEY is not set: signing access tokens with the development key"
-            );
-            return Ok(Self::development());
+        let key = deployment::secret_from_env("SWITCHYARD_JWT_KEY").map_err(|e| e.to_string())?;
+        let key = match key {
+            Some(key) if key.is_published() && environment.is_production() => {
+                return Err(format!(
+                    "SWITCHYARD_JWT_KEY is the development key published in this repository; production needs its own ({})",
+                    switchyard_kit::server::PRODUCTION_BECAUSE
+                ));
+            }
+            Some(key) => key,
+            None if environment.is_production() => {
+                return Err(format!(
+                    "SWITCHYARD_JWT_KEY (or SWITCHYARD_JWT_KEY_FILE) is required in production ({}); set {}=development to sign with the development key",
+                    switchyard_kit::server::PRODUCTION_BECAUSE,
+                    deployment::ENV_VAR
+                ));
+            }
+            None => {
+                tracing::warn!(
+                    "SWITCHYARD_JWT_KEY is not set: signing access tokens with the development key"
+                );
+                Secret::new(DEV_HMAC_SECRET)
+            }
         };
-        let algorithm = match var("SWITCHYARD_JWT_ALG").as_deref().unwrap_or("ES256") {
+        let default_alg =
+            if var("SWITCHYARD_JWT_KEY").is_none() && var("SWITCHYARD_JWT_KEY_FILE").is_none() {
+                "HS256"
+            } else {
+                "ES256"
+            };
+        let algorithm = match var("SWITCHYARD_JWT_ALG").as_deref().unwrap_or(default_alg) {
             "ES256" => Algorithm::ES256,
             "RS256" => Algorithm::RS256,
             "HS256" => Algorithm::HS256,
@@ -62,13 +120,14 @@ impl TokenConfig {
                 ));
             }
         };
-        let key = match algorithm {
-            Algorithm::ES256 => EncodingKey::from_ec_pem(key.as_bytes()),
-            Algorithm::RS256 => EncodingKey::from_rsa_pem(key.as_bytes()),
-            _ if key.len() < 32 => {
+        let material = key.expose().as_bytes();
+        let encoding = match algorithm {
+            Algorithm::ES256 => EncodingKey::from_ec_pem(material),
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(material),
+            _ if material.len() < 32 => {
                 return Err("SWITCHYARD_JWT_KEY: an HS256 secret needs at least 32 bytes".into());
             }
-            _ => Ok(EncodingKey::from_secret(key.as_bytes())),
+            _ => Ok(EncodingKey::from_secret(material)),
         }
         .map_err(|e| {
             format!("SWITCHYARD_JWT_KEY is not a valid {algorithm:?} private key (PEM): {e}")
@@ -82,15 +141,50 @@ impl TokenConfig {
                     .map_err(|_| format!("{name} must be a number of seconds")),
             }
         };
+        let refresh_grace = secs("SWITCHYARD_REFRESH_GRACE_SECS", 30)?;
+        if refresh_grace > MAX_REFRESH_GRACE {
+            return Err(format!(
+                "SWITCHYARD_REFRESH_GRACE_SECS must be at most {}",
+                MAX_REFRESH_GRACE.as_secs()
+            ));
+        }
+        let (kid, issuer, audience) = if key.is_published() {
+            (
+                "dev".to_owned(),
+                DEV_ISSUER.to_owned(),
+                DEV_AUDIENCE.to_owned(),
+            )
+        } else {
+            (
+                var("SWITCHYARD_JWT_KID").unwrap_or_else(|| "default".into()),
+                var("SWITCHYARD_JWT_ISSUER").unwrap_or_else(|| DEV_ISSUER.into()),
+                var("SWITCHYARD_JWT_AUDIENCE").unwrap_or_else(|| DEV_AUDIENCE.into()),
+            )
+        };
         Ok(Self {
             algorithm,
-            key,
-            kid: var("SWITCHYARD_JWT_KID").unwrap_or_else(|| "default".into()),
-            issuer: var("SWITCHYARD_JWT_ISSUER").unwrap_or_else(|| DEV_ISSUER.into()),
-            audience: var("SWITCHYARD_JWT_AUDIENCE").unwrap_or_else(|| DEV_AUDIENCE.into()),
+            key: encoding,
+            kid,
+            issuer,
+            audience,
             access_ttl: secs("SWITCHYARD_ACCESS_TTL_SECS", 900)?,
             refresh_ttl: secs("SWITCHYARD_REFRESH_TTL_SECS", 30 * 24 * 3600)?,
+            refresh_grace,
+            successor_key: successor_key(material),
         })
+    }
+
+    /// The refresh token that succeeds `token`: the same every time it is asked for, and
+    /// unpredictable without the signing key.
+    pub fn successor(&self, user_id: i64, token: &str) -> String {
+        use base64::Engine;
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.successor_key)
+            .expect("HMAC takes any key length");
+        mac.update(token.as_bytes());
+        let random =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{user_id}.{random}")
     }
 
     /// A signed access token for `user_id`.

@@ -428,7 +428,7 @@ async fn service_sdl_matches_committed_schema() {
 #[tokio::test]
 async fn cache_hints_match_the_schema() {
     let builder = switchyard_accounts::schema::schema_builder(
-        switchyard_accounts::tokens::TokenConfig::development(),
+        switchyard_accounts::config::AccountsConfig::development(),
     );
     let problems = switchyard_kit::cache::check_hints(builder).await;
     assert!(problems.is_empty(), "{problems:#?}");

@@ -16,6 +16,7 @@ pub mod testing;
 
 pub use error::{ApiError, ApiResult, ErrorCodes};
 pub use store::{Session, ShardedStore, StoreConfig, StoreError};
+pub use switchyard_wire::deployment;
 pub use viewer::Viewer;
 
 /// The request's viewer (anonymous when the request data has none, e.g. in a unit test).

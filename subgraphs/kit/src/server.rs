@@ -1,6 +1,7 @@
 //! The HTTP face of a subgraph: `/graphql` (POST and GET), `/health` and `/ready`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_graphql::{Executor, Request};
@@ -15,6 +16,7 @@ use crate::cache::CacheTags;
 use crate::store::{Session, ShardedStore};
 use crate::viewer::Viewer;
 use governor::middleware::NoOpMiddleware;
+use switchyard_wire::deployment::{self, Environment, Secret};
 use tower_governor::GovernorError;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::GlobalKeyExtractor;
@@ -29,7 +31,7 @@ struct App<E> {
     store: Arc<ShardedStore>,
     prepare: PrepareRequest,
     /// The secret the router proves itself with (`SWITCHYARD_ROUTER_SECRET`).
-    router_secret: Option<String>,
+    router_secret: Option<Secret>,
 }
 
 /// Largest request body a subgraph reads (the router's own limit is the same).
@@ -38,8 +40,10 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// How a subgraph's HTTP server is set up.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
+    /// Development allows the secrets this repository publishes; production refuses them.
+    pub environment: Environment,
     /// The secret the router proves itself with; without one, no caller is ever authenticated.
-    pub router_secret: Option<String>,
+    pub router_secret: Option<Secret>,
     /// The backstop: GraphQL requests this instance serves per second, whoever sends them. The
     /// router's limits are the real defence; this one keeps a runaway router (or a client that
     /// reached the subgraph directly) from taking the shards down with it.
@@ -51,6 +55,7 @@ pub struct ServerOptions {
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
+            environment: Environment::Development,
             router_secret: None,
             max_requests_per_second: 2_000,
             burst: 500,
@@ -59,9 +64,11 @@ impl Default for ServerOptions {
 }
 
 impl ServerOptions {
-    /// From the environment: `SWITCHYARD_ROUTER_SECRET`, `SWITCHYARD_SUBGRAPH_MAX_RPS`,
-    /// `SWITCHYARD_SUBGRAPH_BURST`.
-    pub fn from_env() -> Result<Self, String> {
+    /// From the environment: `SWITCHYARD_ENV` (with the addresses the process will listen on,
+    /// see [`Environment::resolve`]), `SWITCHYARD_ROUTER_SECRET` (or `_FILE`),
+    /// `SWITCHYARD_SUBGRAPH_MAX_RPS`, `SWITCHYARD_SUBGRAPH_BURST`. In production the router
+    /// secret is required and must not be the published development one.
+    pub fn from_env(listens_on: &[SocketAddr]) -> Result<Self, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
         let number = |name: &str, default: u32| -> Result<u32, String> {
             match var(name) {
@@ -74,16 +81,47 @@ impl ServerOptions {
             }
         };
         let defaults = Self::default();
-        Ok(Self {
-            router_secret: var(crate::viewer::SECRET_ENV),
+        let environment = Environment::from_env(listens_on).map_err(|e| e.to_string())?;
+        let router_secret =
+            deployment::secret_from_env(crate::viewer::SECRET_ENV).map_err(|e| e.to_string())?;
+        let options = Self {
+            environment,
+            router_secret,
             max_requests_per_second: number(
                 "SWITCHYARD_SUBGRAPH_MAX_RPS",
                 defaults.max_requests_per_second,
             )?,
             burst: number("SWITCHYARD_SUBGRAPH_BURST", defaults.burst)?,
-        })
+        };
+        options.check()?;
+        Ok(options)
+    }
+
+    /// Refuses, in production, a missing router secret or the published development one.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.environment.is_production() {
+            return Ok(());
+        }
+        match &self.router_secret {
+            None => Err(format!(
+                "{} (or {}_FILE) is required in production ({}); set {}=development to run without it",
+                crate::viewer::SECRET_ENV,
+                crate::viewer::SECRET_ENV,
+                PRODUCTION_BECAUSE,
+                deployment::ENV_VAR
+            )),
+            Some(secret) if secret.is_published() => Err(format!(
+                "{} is the development secret published in this repository; production needs its own ({PRODUCTION_BECAUSE})",
+                crate::viewer::SECRET_ENV
+            )),
+            Some(_) => Ok(()),
+        }
     }
 }
+
+/// Why a process counts as production, for error messages.
+pub const PRODUCTION_BECAUSE: &str =
+    "SWITCHYARD_ENV=production, or unset while listening on a non-loopback address";
 
 /// The subgraph's routes.
 pub fn router<E: Executor>(
@@ -119,7 +157,7 @@ async fn graphql<E: Executor>(
     request: GraphQLRequest,
 ) -> GraphQLResponse {
     let session = Arc::new(app.store.session());
-    let viewer = Viewer::from_headers(&headers, app.router_secret.as_deref());
+    let viewer = Viewer::from_headers(&headers, app.router_secret.as_ref().map(Secret::expose));
     let tags = CacheTags::default();
     let request = (app.prepare)(
         request.into_inner().data(viewer).data(tags.clone()),

@@ -8,9 +8,7 @@
 //! and by the pipeline's `guard` stage).
 
 pub mod keys;
-pub mod verify;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,10 +18,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
-use self::keys::{Alg, JwksConfig, KeyConfig, KeyStore};
-use self::verify::{AuthError, Verifier};
+use self::keys::{Alg, JwksConfig, KeyConfig};
 use crate::pipeline::refusal::Refusal;
 use crate::plugins::background::{self, AbortOnDrop};
+use switchyard_wire::jwt::{AuthError, Verifier, VerifierOptions};
 
 pub use switchyard_wire::names::{SCOPES_HEADER, SECRET_HEADER, USER_HEADER};
 /// Where the verified user id goes in the request context (read by rate_limit and
@@ -90,23 +88,29 @@ impl JwtAuth {
         }
         let secret = HeaderValue::from_str(&config.subgraph_secret)
             .map_err(|_| fail("subgraph_secret must be printable ASCII".into()))?;
-        let keys = Arc::new(KeyStore::new(&config.keys, config.jwks.clone()).map_err(fail)?);
+        let keys = Arc::new(keys::key_store(&config.keys, config.jwks.as_ref()).map_err(fail)?);
         keys.refresh(false).await.map_err(fail)?;
-        let refresher = keys.jwks_refresh_interval().map(|interval| {
-            background::every(interval, Arc::downgrade(&keys), |keys| async move {
-                if let Err(e) = keys.refresh(false).await {
-                    tracing::error!("jwt_auth: keeping the previous keys: {e}");
-                }
-            })
+        let refresher = config.jwks.as_ref().map(|jwks| {
+            background::every(
+                jwks.refresh_interval,
+                Arc::downgrade(&keys),
+                |keys| async move {
+                    if let Err(e) = keys.refresh(false).await {
+                        tracing::error!("jwt_auth: keeping the previous keys: {e}");
+                    }
+                },
+            )
         });
-        let allowed: HashSet<_> = config.algorithms.iter().map(|a| a.algorithm()).collect();
         let verifier = Verifier::new(
             keys,
-            &allowed,
-            &config.issuer,
-            &config.audiences,
-            config.leeway.as_secs(),
-            config.max_token_bytes,
+            &VerifierOptions {
+                algorithms: config.algorithms.iter().map(|a| a.algorithm()).collect(),
+                issuers: vec![config.issuer.clone()],
+                audiences: config.audiences.clone(),
+                leeway_secs: config.leeway.as_secs(),
+                max_token_bytes: config.max_token_bytes,
+                required_claims: Vec::new(),
+            },
         );
         Ok(Self {
             verifier: Arc::new(verifier),
@@ -129,14 +133,14 @@ impl JwtAuth {
             (None, _) => Err(AuthError::Required),
             (Some(_), Some(_)) => Err(AuthError::Malformed),
             (Some(value), None) => match value.to_str() {
-                Ok(value) => self.verifier.verify_header(value).await,
+                Ok(value) => self.verifier.verify_header::<Claims>(value).await,
                 Err(_) => Err(AuthError::Malformed),
             },
         };
         match outcome {
-            Ok(identity) => {
-                let _ = context.insert(CONTEXT_USER, identity.user_id);
-                let _ = context.insert(CONTEXT_SCOPES, identity.scopes.join(" "));
+            Ok(verified) => {
+                let _ = context.insert(CONTEXT_USER, verified.subject);
+                let _ = context.insert(CONTEXT_SCOPES, verified.claims.scopes().join(" "));
                 Ok(())
             }
             Err(error) => Err(unauthenticated(error)),
@@ -173,6 +177,25 @@ impl JwtAuth {
             })
             .service(service)
             .boxed()
+    }
+}
+
+/// The claims of ours beyond the standard ones.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+impl Claims {
+    /// Space-separated scopes; anything not visible ASCII is dropped (it becomes a header).
+    fn scopes(&self) -> Vec<&str> {
+        self.scope
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter(|s| s.chars().all(|c| c.is_ascii_graphic()))
+            .collect()
     }
 }
 

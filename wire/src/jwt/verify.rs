@@ -1,4 +1,4 @@
-//! Checking one bearer token: size, header, algorithm, key, signature, then claims.
+//! Checking one token: size, header, algorithm, key, signature, then claims.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -6,28 +6,12 @@ use std::sync::Arc;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::keys::KeyStore;
 
-/// What a valid token tells us.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub user_id: String,
-    pub scopes: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Claims {
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    scope: Option<String>,
-    #[serde(default)]
-    iat: Option<i64>,
-}
-
-/// Why a token was refused. Every variant is an `UNAUTHENTICATED` error; the message says
-/// which check failed, so a client developer can fix their integration, without revealing keys.
+/// Why a token was refused. The message says which check failed, so a client developer can
+/// fix their integration, without revealing keys.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("the Authorization header must be `Bearer <token>`")]
@@ -58,6 +42,39 @@ pub enum AuthError {
     Required,
 }
 
+/// What a verifier accepts.
+#[derive(Debug, Clone)]
+pub struct VerifierOptions {
+    pub algorithms: HashSet<Algorithm>,
+    /// Accepted `iss` values (one must match).
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values (one must match).
+    pub audiences: Vec<String>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+    pub leeway_secs: u64,
+    /// Longer tokens are refused unparsed.
+    pub max_token_bytes: usize,
+    /// Claims that must be present besides `exp`, `iss` and `aud`.
+    pub required_claims: Vec<&'static str>,
+}
+
+/// A verified token's claims (`C`), with its `sub` (checked: present, 1-255 bytes).
+#[derive(Debug, Clone)]
+pub struct Verified<C> {
+    pub subject: String,
+    pub claims: C,
+}
+
+#[derive(Deserialize)]
+struct Envelope<C> {
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    iat: Option<i64>,
+    #[serde(flatten)]
+    claims: C,
+}
+
 pub struct Verifier {
     keys: Arc<KeyStore>,
     /// The checks for each allowed algorithm, built once (the key decides which applies).
@@ -67,36 +84,39 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(
-        keys: Arc<KeyStore>,
-        allowed: &HashSet<Algorithm>,
-        issuer: &str,
-        audiences: &[String],
-        leeway_secs: u64,
-        max_token_bytes: usize,
-    ) -> Self {
-        let validations = allowed
+    pub fn new(keys: Arc<KeyStore>, options: &VerifierOptions) -> Self {
+        let mut required = vec!["exp", "sub", "iss", "aud"];
+        required.extend(options.required_claims.iter().copied());
+        let validations = options
+            .algorithms
             .iter()
             .map(|alg| {
                 let mut validation = Validation::new(*alg);
-                validation.set_issuer(&[issuer]);
-                validation.set_audience(audiences);
-                validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+                validation.set_issuer(&options.issuers);
+                validation.set_audience(&options.audiences);
+                validation.set_required_spec_claims(&required);
                 validation.validate_nbf = true;
-                validation.leeway = leeway_secs;
+                validation.leeway = options.leeway_secs;
                 (*alg, validation)
             })
             .collect();
         Self {
             keys,
             validations,
-            leeway_secs,
-            max_token_bytes,
+            leeway_secs: options.leeway_secs,
+            max_token_bytes: options.max_token_bytes,
         }
     }
 
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
     /// Verifies the value of an `Authorization` header.
-    pub async fn verify_header(&self, header: &str) -> Result<Identity, AuthError> {
+    pub async fn verify_header<C: DeserializeOwned>(
+        &self,
+        header: &str,
+    ) -> Result<Verified<C>, AuthError> {
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
@@ -106,7 +126,7 @@ impl Verifier {
         self.verify(token).await
     }
 
-    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+    pub async fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<Verified<C>, AuthError> {
         if token.len() > self.max_token_bytes {
             return Err(AuthError::TooLarge(self.max_token_bytes));
         }
@@ -115,16 +135,8 @@ impl Verifier {
             return Err(AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
         }
         let key = match &header.kid {
-            Some(kid) => match self.keys.get(kid) {
-                Some(key) => key,
-                None => {
-                    // Maybe the issuer rotated keys since our last JWKS read.
-                    if let Err(e) = self.keys.refresh(true).await {
-                        tracing::warn!("JWKS refresh failed: {e}");
-                    }
-                    self.keys.get(kid).ok_or(AuthError::UnknownKey)?
-                }
-            },
+            // Maybe the issuer rotated keys since our last JWKS read.
+            Some(kid) => self.keys.find(kid).await.ok_or(AuthError::UnknownKey)?,
             None => self.keys.only_key().ok_or(AuthError::UnknownKey)?,
         };
         // The key decides the algorithm, never the token: an RS256 public key must not be
@@ -139,18 +151,19 @@ impl Verifier {
             .validations
             .get(&key.alg)
             .ok_or_else(|| AuthError::AlgorithmNotAllowed(format!("{:?}", key.alg)))?;
-        let data = decode::<Claims>(token, &key.key, validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-            ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
-            ErrorKind::InvalidAudience => AuthError::WrongAudience,
-            ErrorKind::InvalidSignature => AuthError::BadSignature,
-            ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim.clone()),
-            ErrorKind::InvalidAlgorithm => {
-                AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg))
-            }
-            _ => AuthError::Malformed,
-        })?;
+        let data =
+            decode::<Envelope<C>>(token, &key.key, validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+                ErrorKind::InvalidAudience => AuthError::WrongAudience,
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim.clone()),
+                ErrorKind::InvalidAlgorithm => {
+                    AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg))
+                }
+                _ => AuthError::Malformed,
+            })?;
         let now = jsonwebtoken::get_current_timestamp() as i64;
         if data
             .claims
@@ -159,22 +172,14 @@ impl Verifier {
         {
             return Err(AuthError::IssuedInFuture);
         }
-        let sub = data
+        let subject = data
             .claims
             .sub
-            .filter(|s| !s.is_empty() && s.len() <= 128)
+            .filter(|s| !s.is_empty() && s.len() <= 255)
             .ok_or_else(|| AuthError::MissingClaim("sub".into()))?;
-        let scopes = data
-            .claims
-            .scope
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter(|s| s.chars().all(|c| c.is_ascii_graphic()))
-            .map(str::to_owned)
-            .collect();
-        Ok(Identity {
-            user_id: sub,
-            scopes,
+        Ok(Verified {
+            subject,
+            claims: data.claims.claims,
         })
     }
 }
@@ -187,29 +192,32 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::plugins::jwt_auth::keys::{Alg, KeyConfig};
+    use crate::jwt::keys::StaticKey;
 
     const SECRET: &str = "verify-test-secret-0123456789-abcdefgh";
 
     fn verifier() -> Verifier {
         let keys = KeyStore::new(
-            &[KeyConfig {
+            &[StaticKey {
                 kid: "k".into(),
-                alg: Alg::HS256,
+                alg: Algorithm::HS256,
                 secret: Some(SECRET.into()),
                 public_key_pem: None,
-                public_key_pem_file: None,
             }],
             None,
+            std::time::Duration::from_secs(30),
         )
         .expect("keys");
         Verifier::new(
             Arc::new(keys),
-            &HashSet::from([Algorithm::HS256]),
-            "iss",
-            &["aud".to_owned()],
-            30,
-            2048,
+            &VerifierOptions {
+                algorithms: HashSet::from([Algorithm::HS256]),
+                issuers: vec!["iss".to_owned()],
+                audiences: vec!["aud".to_owned()],
+                leeway_secs: 30,
+                max_token_bytes: 2048,
+                required_claims: Vec::new(),
+            },
         )
     }
 
@@ -231,8 +239,15 @@ mod tests {
         )
     }
 
-    fn verify(verifier: &Verifier, header: &str) -> Result<Identity, AuthError> {
+    #[derive(Debug, serde::Deserialize)]
+    struct Claims {
+        #[serde(default)]
+        scope: Option<String>,
+    }
+
+    fn verify(verifier: &Verifier, header: &str) -> Result<Verified<Claims>, AuthError> {
         tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .expect("runtime")
             .block_on(verifier.verify_header(header))
@@ -240,9 +255,41 @@ mod tests {
 
     #[test]
     fn a_valid_token_verifies() {
-        let identity = verify(&verifier(), &format!("Bearer {}", valid())).unwrap();
-        assert_eq!(identity.user_id, "7");
-        assert_eq!(identity.scopes, ["read", "write"]);
+        let verified = verify(&verifier(), &format!("Bearer {}", valid())).unwrap();
+        assert_eq!(verified.subject, "7");
+        assert_eq!(verified.claims.scope.as_deref(), Some("read write"));
+    }
+
+    #[test]
+    fn each_check_names_itself() {
+        let now = get_current_timestamp();
+        let verifier = verifier();
+        let cases = [
+            (
+                serde_json::json!({"sub": "7", "iss": "other", "aud": "aud", "exp": now + 300}),
+                AuthError::WrongIssuer,
+            ),
+            (
+                serde_json::json!({"sub": "7", "iss": "iss", "aud": "other", "exp": now + 300}),
+                AuthError::WrongAudience,
+            ),
+            (
+                serde_json::json!({"sub": "7", "iss": "iss", "aud": "aud", "exp": now - 300}),
+                AuthError::Expired,
+            ),
+            (
+                serde_json::json!({"sub": "7", "iss": "iss", "aud": "aud", "exp": now + 300, "iat": now + 300}),
+                AuthError::IssuedInFuture,
+            ),
+            (
+                serde_json::json!({"iss": "iss", "aud": "aud", "exp": now + 300}),
+                AuthError::MissingClaim("sub".into()),
+            ),
+        ];
+        for (claims, expected) in cases {
+            let got = verify(&verifier, &format!("Bearer {}", token(claims.clone())));
+            assert_eq!(got.map(|v| v.subject), Err(expected), "{claims}");
+        }
     }
 
     proptest! {
@@ -276,7 +323,7 @@ mod tests {
                     Err(_) => {}
                     // Base64 has spare bits: a change that decodes to the same bytes is the
                     // same token.
-                    Ok(identity) => prop_assert_eq!(identity.user_id, "7"),
+                    Ok(verified) => prop_assert_eq!(verified.subject, "7"),
                 }
             }
         }
