@@ -232,6 +232,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("subgraph {}", def.name))?;
             }
+            let app = (def.router)(store, &options)
+                .map_err(|e| anyhow::anyhow!("subgraph {}: {e}", def.name))?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("subgraph {}: cannot listen on {addr}", def.name))?;
@@ -240,8 +242,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "listening on http://{}/graphql",
                 listener.local_addr()?
             );
-            let app = (def.router)(store, &options)
-                .map_err(|e| anyhow::anyhow!("subgraph {}: {e}", def.name))?;
             switchyard_kit::server::serve(listener, app, shutdown_signal()).await?;
             Ok(())
         }

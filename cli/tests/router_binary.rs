@@ -328,3 +328,157 @@ async fn production_config_starts_and_enforces() {
         .status();
     let _ = router.wait();
 }
+
+/// Regression (issue 11): `switchyard router` with no `--config` quietly ran the development
+/// config, which trusts the HMAC key published in this repository, on whatever address it was
+/// given. Now it says which config it runs, and a router that would serve beyond loopback (or
+/// runs with `SWITCHYARD_ENV=production`) refuses every published secret at start-up.
+#[test]
+fn the_development_config_serves_loopback_only() {
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        command
+            .arg("router")
+            .args(args)
+            .current_dir(repo_root())
+            .env_remove("SWITCHYARD_ENV")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(env) = env {
+            command.env("SWITCHYARD_ENV", env);
+        }
+        let mut child = command.spawn().unwrap();
+        let Some(status) =
+            switchyard_kit::testing::wait_for_exit(&mut child, Duration::from_secs(60))
+        else {
+            let _ = child.kill();
+            panic!("the router started with {args:?} {env:?}");
+        };
+        assert!(!status.success());
+        child.wait_with_output_lossy()
+    };
+    let published = "jwt_auth.subgraph_secret, jwt_auth.keys[kid \"dev\"].secret, response_cache.invalidation.token are the development secret published in this repository";
+    let public = format!("0.0.0.0:{}", free_addr().port());
+    let output = run(&["--listen", &public], None);
+    assert!(
+        output.contains("no --config given, so running the development config router/router.yaml"),
+        "{output}"
+    );
+    assert!(output.contains(published), "{output}");
+    let loopback = free_addr().to_string();
+    let output = run(&["--listen", &loopback], Some("production"));
+    assert!(output.contains(published), "{output}");
+    let output = run(&["--listen", &loopback], Some("prod"));
+    assert!(
+        output.contains("SWITCHYARD_ENV must be `development` or `production`, got \"prod\""),
+        "{output}"
+    );
+}
+
+/// Regression (issue 11): the accounts subgraph fell back to the development signing key with
+/// only a warning. Outside development it now refuses to start without its own key and router
+/// secret, and takes both from files (`*_FILE`) as Kubernetes mounts them.
+#[test]
+fn subgraphs_outside_development_need_their_own_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    // Each of these stops at start-up.
+    let run = |env: &[(&str, String)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        command
+            .args(["subgraph", "accounts", "--listen"])
+            .arg(format!("0.0.0.0:{}", free_addr().port()))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--shards", "1"])
+            .env_remove("SWITCHYARD_ENV")
+            .env_remove("SWITCHYARD_JWT_KEY")
+            .env_remove("SWITCHYARD_ROUTER_SECRET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let status = switchyard_kit::testing::wait_for_exit(&mut child, Duration::from_secs(30));
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        (status, child.wait_with_output_lossy())
+    };
+    let (status, output) = run(&[]);
+    assert!(status.is_some_and(|s| !s.success()), "{output}");
+    assert!(
+        output.contains(
+            "SWITCHYARD_ROUTER_SECRET (or SWITCHYARD_ROUTER_SECRET_FILE) is required in production"
+        ),
+        "{output}"
+    );
+    let (_, output) = run(&[(
+        "SWITCHYARD_ROUTER_SECRET",
+        "switchyard-dev-router-secret".into(),
+    )]);
+    assert!(
+        output.contains(
+            "SWITCHYARD_ROUTER_SECRET is the development secret published in this repository"
+        ),
+        "{output}"
+    );
+    let secret_file = secrets.join("router-secret");
+    std::fs::write(&secret_file, "a-router-secret-of-our-own\n").unwrap();
+    let file = secret_file.display().to_string();
+    let (status, output) = run(&[("SWITCHYARD_ROUTER_SECRET_FILE", file.clone())]);
+    assert!(status.is_some_and(|s| !s.success()), "{output}");
+    assert!(
+        output
+            .contains("SWITCHYARD_JWT_KEY (or SWITCHYARD_JWT_KEY_FILE) is required in production"),
+        "{output}"
+    );
+    let (_, output) = run(&[
+        ("SWITCHYARD_ROUTER_SECRET_FILE", file.clone()),
+        ("SWITCHYARD_ROUTER_SECRET", "both".into()),
+    ]);
+    assert!(
+        output.contains(
+            "set one of SWITCHYARD_ROUTER_SECRET and SWITCHYARD_ROUTER_SECRET_FILE, not both"
+        ),
+        "{output}"
+    );
+    // With its own key from a file (a generated HS256 secret), it starts; neither secret is
+    // ever printed.
+    let key: String = (0..48).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let key_file = secrets.join("jwt-key");
+    std::fs::write(&key_file, &key).unwrap();
+    let addr = SocketAddr::from(([0, 0, 0, 0], free_addr().port()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["subgraph", "accounts", "--listen", &addr.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--shards", "1"])
+        .env_remove("SWITCHYARD_ENV")
+        .env_remove("SWITCHYARD_JWT_KEY")
+        .env_remove("SWITCHYARD_ROUTER_SECRET")
+        .env("SWITCHYARD_ROUTER_SECRET_FILE", &file)
+        .env("SWITCHYARD_JWT_KEY_FILE", &key_file)
+        .env("SWITCHYARD_JWT_ALG", "HS256")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(wait_for(
+        SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        &mut child,
+    ));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let output = child.wait_with_output_lossy();
+    assert!(output.contains("listening on"), "{output}");
+    assert!(
+        !output.contains(&key) && !output.contains("a-router-secret-of-our-own"),
+        "{output}"
+    );
+}

@@ -60,7 +60,8 @@ pub fn check(config: &PipelineConfig, environment: Environment) -> Result<(), St
     if !environment.is_production() {
         return Ok(());
     }
-    let published = |value: &str| Secret::new(value).is_published();
+    let published =
+        |value: &str| Secret::new(deployment::without_file_newline(value)).is_published();
     let mut found = Vec::new();
     if let Some(jwt) = &config.jwt_auth {
         if published(&jwt.subgraph_secret) {

@@ -141,16 +141,22 @@ pub fn secret_from(
                 name: name.to_owned(),
                 path: path.clone(),
             })?;
-            if text.ends_with('\n') {
-                text.pop();
-                if text.ends_with('\r') {
-                    text.pop();
-                }
-            }
+            let kept = without_file_newline(&text).len();
+            text.truncate(kept);
             Ok(Some(Secret(text)).filter(|s| !s.0.is_empty()))
         }
         (None, None) => Ok(None),
     }
+}
+
+/// `value` without the one trailing newline (`\n` or `\r\n`) a secret file usually ends
+/// with. The router applies it to secrets apollo-router read with `${file.PATH}`, so both ends
+/// of a shared secret read a mounted file the same way.
+pub fn without_file_newline(value: &str) -> &str {
+    value
+        .strip_suffix("\r\n")
+        .or_else(|| value.strip_suffix('\n'))
+        .unwrap_or(value)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod harness;
 mod headers_guard;
 mod hot_reload;
 mod http_errors;
+mod identity;
 mod jwt_auth;
 mod persisted_queries;
 mod rate_limit;

@@ -238,9 +238,9 @@ impl IdClaims {
     fn verified_email(&self) -> Option<String> {
         let verified = matches!(&self.email_verified, Some(serde_json::Value::Bool(true)))
             || matches!(&self.email_verified, Some(serde_json::Value::String(s)) if s == "true");
-        verified
-            .then(|| self.email.as_deref())
-            .flatten()
+        self.email
+            .as_deref()
+            .filter(|_| verified)
             .and_then(|e| auth::canonical_email(e).ok())
     }
 }

@@ -78,7 +78,10 @@ pub struct JwtAuth {
 impl JwtAuth {
     pub async fn new(config: JwtAuthConfig) -> Result<Self, BoxError> {
         let fail = |e: String| -> BoxError { format!("jwt_auth: {e}").into() };
-        if config.subgraph_secret.len() < 16 {
+        // As the subgraphs read `SWITCHYARD_ROUTER_SECRET_FILE` (`${file.PATH}` keeps it).
+        let subgraph_secret =
+            switchyard_wire::deployment::without_file_newline(&config.subgraph_secret);
+        if subgraph_secret.len() < 16 {
             return Err(fail(
                 "subgraph_secret must be at least 16 characters".into(),
             ));
@@ -86,7 +89,7 @@ impl JwtAuth {
         if config.audiences.is_empty() {
             return Err(fail("audiences must name at least one audience".into()));
         }
-        let secret = HeaderValue::from_str(&config.subgraph_secret)
+        let secret = HeaderValue::from_str(subgraph_secret)
             .map_err(|_| fail("subgraph_secret must be printable ASCII".into()))?;
         let keys = Arc::new(keys::key_store(&config.keys, config.jwks.as_ref()).map_err(fail)?);
         keys.refresh(false).await.map_err(fail)?;
