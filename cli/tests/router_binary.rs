@@ -383,12 +383,12 @@ fn subgraphs_outside_development_need_their_own_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let secrets = dir.path().join("secrets");
     std::fs::create_dir_all(&secrets).unwrap();
-    // Each of these stops at start-up.
-    let run = |env: &[(&str, String)]| {
+    // `switchyard subgraph accounts` on a public address, with `env` only.
+    let accounts = |port: u16, env: &[(&str, String)]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
         command
             .args(["subgraph", "accounts", "--listen"])
-            .arg(format!("0.0.0.0:{}", free_addr().port()))
+            .arg(format!("0.0.0.0:{port}"))
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--shards", "1"])
@@ -400,7 +400,11 @@ fn subgraphs_outside_development_need_their_own_secrets() {
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child = command.spawn().unwrap();
+        command
+    };
+    // Each of these stops at start-up.
+    let run = |env: &[(&str, String)]| {
+        let mut child = accounts(free_addr().port(), env).spawn().unwrap();
         let status = switchyard_kit::testing::wait_for_exit(&mut child, Duration::from_secs(30));
         if status.is_none() {
             let _ = child.kill();
@@ -451,24 +455,19 @@ fn subgraphs_outside_development_need_their_own_secrets() {
     let key: String = (0..48).map(|i| (b'a' + (i % 26) as u8) as char).collect();
     let key_file = secrets.join("jwt-key");
     std::fs::write(&key_file, &key).unwrap();
-    let addr = SocketAddr::from(([0, 0, 0, 0], free_addr().port()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["subgraph", "accounts", "--listen", &addr.to_string()])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--shards", "1"])
-        .env_remove("SWITCHYARD_ENV")
-        .env_remove("SWITCHYARD_JWT_KEY")
-        .env_remove("SWITCHYARD_ROUTER_SECRET")
-        .env("SWITCHYARD_ROUTER_SECRET_FILE", &file)
-        .env("SWITCHYARD_JWT_KEY_FILE", &key_file)
-        .env("SWITCHYARD_JWT_ALG", "HS256")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let port = free_addr().port();
+    let mut child = accounts(
+        port,
+        &[
+            ("SWITCHYARD_ROUTER_SECRET_FILE", file),
+            ("SWITCHYARD_JWT_KEY_FILE", key_file.display().to_string()),
+            ("SWITCHYARD_JWT_ALG", "HS256".into()),
+        ],
+    )
+    .spawn()
+    .unwrap();
     tokio::runtime::Runtime::new().unwrap().block_on(wait_for(
-        SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        SocketAddr::from(([127, 0, 0, 1], port)),
         &mut child,
     ));
     let _ = Command::new("kill")

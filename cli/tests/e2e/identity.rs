@@ -12,21 +12,9 @@ use crate::harness::{Options, Platform, dev_jwt_plugin};
 /// behind a trusted proxy so every attempt can come from an address of its own.
 fn shipped_rules() -> String {
     format!(
-        r#"{jwt}  rate_limit:
-    trusted_proxies: [10.0.0.0/8]
-    rules:
-      - name: sign-in-per-ip
-        root_field: signIn
-        key: ip
-        limit: 5
-        per: 1m
-      - name: sign-in-per-login
-        root_field: signIn
-        key: argument:signIn.input.login
-        limit: 5
-        per: 1m
-"#,
-        jwt = dev_jwt_plugin()
+        "{}{}",
+        dev_jwt_plugin(),
+        crate::rate_limit::sign_in_rules(None)
     )
 }
 

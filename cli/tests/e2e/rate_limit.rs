@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::harness::{Options, Platform, codes, read, spawn_redis, unique};
 
 /// The sign-in rules; with `redis`, a shared budget and a small per-client rule as well.
-fn sign_in_rules(redis: Option<&str>) -> String {
+pub fn sign_in_rules(redis: Option<&str>) -> String {
     let redis_yaml = redis
         .map(|url| format!("    redis:\n      url: {url}\n      key_prefix: \"test:{}:\"\n      timeout: 200ms\n", unique()))
         .unwrap_or_default();

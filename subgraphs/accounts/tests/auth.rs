@@ -320,8 +320,7 @@ async fn password_checks_are_bounded_per_account(config: StoreConfig) {
     let store = store(config).await;
     let account = sign_up(&store, "victim", "victim@example.com").await;
     let user_id: i64 = account["user"]["id"].as_str().unwrap().parse().unwrap();
-    let settings = AccountsConfig::development();
-    let free = settings.sign_in.free_attempts as usize;
+    let free = AccountsConfig::development().sign_in.free_attempts as usize;
     let names = [
         "victim",
         "VICTIM",
@@ -329,13 +328,11 @@ async fn password_checks_are_bounded_per_account(config: StoreConfig) {
         " Victim@Example.COM ",
     ];
     let guesses = (0..24).map(|i| {
-        let (settings, store) = (&settings, &store);
+        let store = &store;
         let login = names[i % names.len()];
         async move {
-            let r = exec_with(
-                settings,
+            let r = exec(
                 store,
-                Viewer::anonymous(),
                 SIGN_IN,
                 json!({"i": {"login": login, "password": format!("guess number {i}")}}),
             )
@@ -353,14 +350,7 @@ async fn password_checks_are_bounded_per_account(config: StoreConfig) {
 
     // Locked: even the right password is not checked.
     let right = json!({"i": {"login": "victim", "password": "correct horse battery"}});
-    let r = exec_with(
-        &settings,
-        &store,
-        Viewer::anonymous(),
-        SIGN_IN,
-        right.clone(),
-    )
-    .await;
+    let r = exec(&store, SIGN_IN, right.clone()).await;
     assert_eq!(code(&r), "RATE_LIMITED", "{r}");
     let message = r["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("try again in"), "{message}");
@@ -368,38 +358,24 @@ async fn password_checks_are_bounded_per_account(config: StoreConfig) {
     // The lock ends (the clock is moved by moving the lock into the past): one check, wrong,
     // locks again for twice as long.
     let move_lock_back = || async {
-        use sea_orm::{ConnectionTrait, Statement};
-        let conn = store.primary(switchyard_kit::id::shard_of(user_id));
-        conn.execute_raw(Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            match conn.get_database_backend() {
-                sea_orm::DatabaseBackend::Postgres => "UPDATE credentials SET locked_until = now() - interval '1 second' WHERE user_id = $1",
-                _ => "UPDATE credentials SET locked_until = '2000-01-01 00:00:00+00:00' WHERE user_id = ?",
-            },
-            [user_id.into()],
-        ))
-        .await
-        .unwrap();
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        use switchyard_accounts::entities::credential;
+        credential::Entity::update_many()
+            .col_expr(
+                credential::Column::LockedUntil,
+                Expr::value(chrono::Utc::now() - chrono::Duration::seconds(1)),
+            )
+            .filter(credential::Column::UserId.eq(user_id))
+            .exec(store.primary(switchyard_kit::id::shard_of(user_id)))
+            .await
+            .unwrap();
     };
     move_lock_back().await;
     let wrong = json!({"i": {"login": "victim@example.com", "password": "one more guess"}});
-    let r = exec_with(
-        &settings,
-        &store,
-        Viewer::anonymous(),
-        SIGN_IN,
-        wrong.clone(),
-    )
-    .await;
+    let r = exec(&store, SIGN_IN, wrong.clone()).await;
     assert_eq!(code(&r), "INVALID_CREDENTIALS", "{r}");
-    let r = exec_with(
-        &settings,
-        &store,
-        Viewer::anonymous(),
-        SIGN_IN,
-        right.clone(),
-    )
-    .await;
+    let r = exec(&store, SIGN_IN, right.clone()).await;
     assert_eq!(code(&r), "RATE_LIMITED", "{r}");
     let secs: u64 = r["errors"][0]["message"]
         .as_str()
@@ -416,24 +392,10 @@ async fn password_checks_are_bounded_per_account(config: StoreConfig) {
 
     // The owner gets in once it ends, and that resets the count.
     move_lock_back().await;
-    let r = exec_with(
-        &settings,
-        &store,
-        Viewer::anonymous(),
-        SIGN_IN,
-        right.clone(),
-    )
-    .await;
+    let r = exec(&store, SIGN_IN, right.clone()).await;
     assert!(r["data"]["signIn"]["accessToken"].is_string(), "{r}");
     for i in 0..free {
-        let r = exec_with(
-            &settings,
-            &store,
-            Viewer::anonymous(),
-            SIGN_IN,
-            wrong.clone(),
-        )
-        .await;
+        let r = exec(&store, SIGN_IN, wrong.clone()).await;
         assert_eq!(
             code(&r),
             "INVALID_CREDENTIALS",
@@ -442,8 +404,7 @@ async fn password_checks_are_bounded_per_account(config: StoreConfig) {
     }
 
     // The budget covers every password check: confirming the password to enrol counts too.
-    let r = exec_with(
-        &settings,
+    let r = exec_as(
         &store,
         Viewer::user(user_id),
         "mutation($p: String!) { enrollTotp(password: $p) { secret } }",
