@@ -566,3 +566,29 @@ async fn me_is_the_viewer() {
     let r = exec(&store, "{ me { handle } }", json!({})).await;
     assert!(r["data"]["me"].is_null());
 }
+
+/// What sign-in and refresh cost in statements (one shard; BEGIN and COMMIT are not counted).
+/// Sign-in: the handle, the credentials, the budget's count (read, compare-and-set) and reset,
+/// the new family and its token, the user for `user { id }`. Refresh: claim, token, family,
+/// successor.
+#[tokio::test]
+async fn statement_counts_of_sign_in_and_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(StoreConfig::sqlite(dir.path(), "counts", 1)).await;
+    let account = sign_up(&store, "counted", "counted@example.com").await;
+    let before = store.statements().total();
+    let r = exec(
+        &store,
+        SIGN_IN,
+        json!({"i": {"login": "counted", "password": "correct horse battery"}}),
+    )
+    .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let sign_in = store.statements().total() - before;
+    let before = store.statements().total();
+    let r = exec(&store, REFRESH, json!({"t": account["refreshToken"]})).await;
+    assert!(r["errors"].is_null(), "{r}");
+    let refresh = store.statements().total() - before;
+    eprintln!("statements: signIn {sign_in}, refreshSession {refresh}");
+    assert_eq!((sign_in, refresh), (8, 4));
+}
