@@ -76,6 +76,7 @@ pub async fn sign_up(
     let claim = email::ActiveModel {
         email: Set(email_address.clone()),
         user_id: Set(0),
+        verified_at: Set(None),
     };
     if let Err(err) = claim.insert(session.writer(email_shard)).await {
         return Err(if is_unique_violation(&err) {

@@ -90,6 +90,10 @@ pub mod email {
         #[sea_orm(primary_key, auto_increment = false)]
         pub email: String,
         pub user_id: i64,
+        /// When an identity provider vouched that the account's owner holds this address
+        /// (accounts made by Sign in with Apple/Google). `None` for a typed-in address:
+        /// nothing proves its owner made the account, so no provider identity links to it.
+        pub verified_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

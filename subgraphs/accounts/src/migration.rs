@@ -410,7 +410,8 @@ impl MigrationTrait for CreateRefreshFamilies {
     }
 }
 
-/// Apple and Google identities linked to accounts, and the ID-token nonces already used.
+/// Apple and Google identities linked to accounts, the ID-token nonces already used, and
+/// whether an identity provider verified an account's email.
 struct CreateIdentities;
 
 impl MigrationName for CreateIdentities {
@@ -434,9 +435,26 @@ enum UsedNonces {
     ExpiresAt,
 }
 
+#[derive(DeriveIden)]
+enum EmailVerifiedAt {
+    VerifiedAt,
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for CreateIdentities {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Emails::Table)
+                    .add_column(
+                        ColumnDef::new(EmailVerifiedAt::VerifiedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
         manager
             .create_table(
                 Table::create()

@@ -6,7 +6,8 @@
 //! audience, has not expired, and carries the nonce the app generated for this sign-in. Each
 //! nonce signs in once (kept until the token expires), so a captured token cannot be replayed.
 //! The identity (`provider:sub`) is linked to an account: the one it was linked to before;
-//! else the account whose email the provider says it has verified; else a new account.
+//! else the account whose email a provider verified, if the provider verified this one's too;
+//! else a new account.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -387,18 +388,26 @@ fn linked(user_id: i64) -> ApiResult<i64> {
     }
 }
 
-/// The account with the provider-verified email, or a new one.
+/// The account whose email a provider verified, when the provider verified this one's too;
+/// else a new account.
+///
+/// An account whose email was only typed in (a password sign-up; there is no email
+/// verification yet) is never linked: whoever typed it need not own it, and linking would let
+/// them wait for the real owner to sign in with Google and share the account
+/// ("pre-hijacking"). The owner gets an account of their own instead.
 async fn link_target(session: &Session, claims: &IdClaims) -> ApiResult<i64> {
-    let verified_email = claims.verified_email();
+    let mut verified_email = claims.verified_email();
     if let Some(address) = &verified_email {
         let shard = session.store().shard_for_key(address.as_bytes());
         let existing = email::Entity::find_by_id(address.clone())
             .one(session.writer(shard))
             .await?
-            .map(|e| e.user_id)
-            .filter(|id| *id > 0);
-        if let Some(user_id) = existing {
-            return Ok(user_id);
+            .filter(|e| e.user_id > 0);
+        match existing {
+            Some(entry) if entry.verified_at.is_some() => return Ok(entry.user_id),
+            // Taken by a typed-in address: the new account goes without it.
+            Some(_) => verified_email = None,
+            None => {}
         }
     }
     let base = handle_base(verified_email.as_deref(), claims.name.as_deref());
@@ -436,6 +445,7 @@ async fn claim_email(session: &Session, address: &str, user_id: i64) -> ApiResul
     let claim = email::ActiveModel {
         email: Set(address.to_owned()),
         user_id: Set(user_id),
+        verified_at: Set(Some(Utc::now())),
     }
     .insert(session.writer(shard))
     .await;

@@ -231,32 +231,24 @@ async fn a_provider_identity_signs_in_to_one_account(store: StoreConfig) {
     assert_eq!(user_id(&r), kim, "linked by verified email: {r}");
 }
 
-async fn a_password_account_is_linked_by_verified_email_only(store: StoreConfig) {
+/// An account whose email was only typed in is never linked to a provider identity, however
+/// verified the provider's email: the sign-up could have been someone squatting the owner's
+/// address, waiting for them to sign in with Apple ("pre-hijacking"). The owner gets an
+/// account of their own, and the squatter's password never reaches it.
+async fn a_typed_in_email_is_never_linked(store: StoreConfig) {
     let setup = Setup::new(store).await;
     let r = setup
         .exec(
             "mutation($i: SignUpInput!) { signUp(input: $i) { user { id } } }",
-            json!({"i": {"handle": "lin", "email": "lin@example.com", "password": "correct horse battery"}}),
+            json!({"i": {"handle": "squatter", "email": "lin@example.com", "password": "correct horse battery"}}),
         )
         .await;
-    let lin = r["data"]["signUp"]["user"]["id"]
+    let squatter = r["data"]["signUp"]["user"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
 
-    // Unverified: not linked (anyone can put any address in an unverified claim).
-    let unverified = setup
-        .sign_in(
-            "APPLE",
-            &sign(
-                &setup.key,
-                &apple_claims("a.1", "n-1", Some(("lin@example.com", "false"))),
-            ),
-            "n-1",
-        )
-        .await;
-    assert_ne!(user_id(&unverified), lin);
-    let verified = setup
+    let owner = setup
         .sign_in(
             "APPLE",
             &sign(
@@ -266,15 +258,33 @@ async fn a_password_account_is_linked_by_verified_email_only(store: StoreConfig)
             "n-2",
         )
         .await;
-    assert_eq!(user_id(&verified), lin);
-    // The password still works for the linked account.
+    let owner = user_id(&owner);
+    assert_ne!(owner, squatter, "not linked to the typed-in address");
+    // Unverified provider emails never link either, not even to a verified one.
+    let other = setup
+        .sign_in(
+            "GOOGLE",
+            &sign(
+                &setup.key,
+                &json!({
+                    "iss": "accounts.google.com", "aud": GOOGLE_CLIENT, "sub": "g-9",
+                    "iat": now(), "exp": now() + 600, "nonce": "g-9",
+                    "email": "lin@example.com", "email_verified": false,
+                }),
+            ),
+            "g-9",
+        )
+        .await;
+    assert_ne!(user_id(&other), owner);
+    assert_ne!(user_id(&other), squatter);
+    // The squatter's password signs in to the squatter's account only.
     let r = setup
         .exec(
             "mutation($i: SignInInput!) { signIn(input: $i) { user { id } } }",
-            json!({"i": {"login": "lin", "password": "correct horse battery"}}),
+            json!({"i": {"login": "lin@example.com", "password": "correct horse battery"}}),
         )
         .await;
-    assert_eq!(r["data"]["signIn"]["user"]["id"], lin.as_str(), "{r}");
+    assert_eq!(r["data"]["signIn"]["user"]["id"], squatter.as_str(), "{r}");
 }
 
 async fn id_tokens_are_refused_precisely(store: StoreConfig) {
@@ -490,7 +500,7 @@ async fn unknown_key_ids_are_bounded(store: StoreConfig) {
 
 backend_tests!(
     a_provider_identity_signs_in_to_one_account,
-    a_password_account_is_linked_by_verified_email_only,
+    a_typed_in_email_is_never_linked,
     id_tokens_are_refused_precisely,
     key_rotation_is_followed,
     unknown_key_ids_are_bounded
