@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod error;
+pub mod events;
 pub mod id;
 pub mod loader;
 pub mod page;
