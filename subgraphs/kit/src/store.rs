@@ -482,6 +482,22 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     )
 }
 
+/// The `n`-th (1-based) bind placeholder in `backend`'s syntax.
+pub fn placeholder(backend: sea_orm::DbBackend, n: usize) -> String {
+    match backend {
+        sea_orm::DbBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    }
+}
+
+/// `count` placeholders from the `start`-th, comma-separated.
+pub fn placeholders(backend: sea_orm::DbBackend, start: usize, count: usize) -> String {
+    (start..start + count)
+        .map(|n| placeholder(backend, n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,7 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement, Value,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use switchyard_kit::id::shard_of;
 use switchyard_kit::page::{Page, PageRequest, merge_desc};
@@ -150,46 +149,17 @@ async fn ranked_posts(
     authors: &[i64],
     page: PageRequest,
 ) -> Result<Vec<post::Model>, DbErr> {
-    let backend = conn.get_database_backend();
-    let mut values: Vec<Value> = authors.iter().map(|a| (*a).into()).collect();
-    let in_list = placeholders(backend, 1, authors.len());
-    let mut next = authors.len() + 1;
-    let below = match page.before_id {
-        Some(id) => {
-            values.push(id.into());
-            let p = placeholder(backend, next);
-            next += 1;
-            format!(" AND id < {p}")
-        }
-        None => String::new(),
-    };
-    values.push((page.fetch_limit() as i64).into());
-    let limit = placeholder(backend, next);
-    let sql = format!(
-        "SELECT id, author_id, body, media_urls, created_at FROM (\
-           SELECT id, author_id, body, media_urls, created_at, \
-                  ROW_NUMBER() OVER (PARTITION BY author_id ORDER BY id DESC) AS rn \
-           FROM posts WHERE author_id IN ({in_list}){below}\
-         ) ranked WHERE rn <= {limit} ORDER BY author_id, id DESC"
-    );
     post::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
+        .from_raw_sql(switchyard_kit::page::ranked_pages(
+            conn.get_database_backend(),
+            "posts",
+            "id, author_id, body, media_urls, created_at",
+            "author_id",
+            authors,
+            page,
+        ))
         .all(conn)
         .await
-}
-
-fn placeholder(backend: DbBackend, n: usize) -> String {
-    match backend {
-        DbBackend::Postgres => format!("${n}"),
-        _ => "?".to_owned(),
-    }
-}
-
-fn placeholders(backend: DbBackend, start: usize, count: usize) -> String {
-    (start..start + count)
-        .map(|n| placeholder(backend, n))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The global feed: each shard's newest `first + 1` posts below the cursor, k-way merged.

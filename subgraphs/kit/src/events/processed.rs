@@ -50,6 +50,21 @@ pub async fn first_time(
     }
 }
 
+/// Whether `consumer` recorded `event_id` (a tombstone check, without recording).
+pub async fn seen(
+    conn: &impl ConnectionTrait,
+    consumer: &str,
+    event_id: &str,
+) -> Result<bool, StoreError> {
+    Ok(
+        entity::Entity::find_by_id((consumer.to_owned(), event_id.to_owned()))
+            .one(conn)
+            .await
+            .map_err(StoreError::Db)?
+            .is_some(),
+    )
+}
+
 /// The processed-events table, for a subgraph's migrator.
 pub struct CreateProcessedEvents;
 

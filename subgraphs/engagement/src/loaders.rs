@@ -1,0 +1,115 @@
+//! Per-request dataloaders: every field of a page of posts or users is one statement per
+//! shard, whatever the page size.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dataloader::Loader;
+use switchyard_kit::page::Page;
+use switchyard_kit::{ApiError, Session};
+
+use crate::entities::{comment, follow, follower, post_counter, user_counter};
+use crate::repo::{self, OwnerPage};
+
+pub struct PostCountsLoader(pub Arc<Session>);
+
+impl Loader<i64> for PostCountsLoader {
+    type Value = post_counter::Model;
+    type Error = ApiError;
+
+    async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, Self::Value>, ApiError> {
+        repo::post_counts(&self.0, ids).await
+    }
+}
+
+pub struct UserCountsLoader(pub Arc<Session>);
+
+impl Loader<i64> for UserCountsLoader {
+    type Value = user_counter::Model;
+    type Error = ApiError;
+
+    async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, Self::Value>, ApiError> {
+        repo::user_counts(&self.0, ids).await
+    }
+}
+
+/// The posts (of those asked) the viewer likes.
+pub struct ViewerLikesLoader(pub Arc<Session>);
+
+/// Keys are `(viewer, id)`: prepare runs before the viewer is known to the loader, and one
+/// request has one viewer, so a batch is one viewer's.
+impl Loader<(i64, i64)> for ViewerLikesLoader {
+    type Value = ();
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[(i64, i64)]) -> Result<HashMap<(i64, i64), ()>, ApiError> {
+        let mut by_viewer: HashMap<i64, Vec<i64>> = HashMap::new();
+        for (viewer, id) in keys {
+            by_viewer.entry(*viewer).or_default().push(*id);
+        }
+        let mut out = HashMap::new();
+        for (viewer, ids) in by_viewer {
+            for id in repo::liked_by(&self.0, viewer, &ids).await? {
+                out.insert((viewer, id), ());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The users (of those asked) the viewer follows.
+pub struct ViewerFollowsLoader(pub Arc<Session>);
+
+/// Keys are `(viewer, id)`: prepare runs before the viewer is known to the loader, and one
+/// request has one viewer, so a batch is one viewer's.
+impl Loader<(i64, i64)> for ViewerFollowsLoader {
+    type Value = ();
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[(i64, i64)]) -> Result<HashMap<(i64, i64), ()>, ApiError> {
+        let mut by_viewer: HashMap<i64, Vec<i64>> = HashMap::new();
+        for (viewer, id) in keys {
+            by_viewer.entry(*viewer).or_default().push(*id);
+        }
+        let mut out = HashMap::new();
+        for (viewer, ids) in by_viewer {
+            for id in repo::followed_by(&self.0, viewer, &ids).await? {
+                out.insert((viewer, id), ());
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub struct CommentsLoader(pub Arc<Session>);
+
+impl Loader<OwnerPage> for CommentsLoader {
+    type Value = Page<comment::Model>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[OwnerPage]) -> Result<HashMap<OwnerPage, Self::Value>, ApiError> {
+        repo::comment_pages(&self.0, keys).await
+    }
+}
+
+pub struct FollowingLoader(pub Arc<Session>);
+
+impl Loader<OwnerPage> for FollowingLoader {
+    type Value = Page<follow::Model>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[OwnerPage]) -> Result<HashMap<OwnerPage, Self::Value>, ApiError> {
+        repo::following_pages(&self.0, keys).await
+    }
+}
+
+pub struct FollowersLoader(pub Arc<Session>);
+
+impl Loader<OwnerPage> for FollowersLoader {
+    type Value = Page<follower::Model>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[OwnerPage]) -> Result<HashMap<OwnerPage, Self::Value>, ApiError> {
+        repo::follower_pages(&self.0, keys).await
+    }
+}

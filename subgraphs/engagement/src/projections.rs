@@ -1,0 +1,238 @@
+//! The counters worker (`switchyard worker counters`): keeps the engagement projections
+//! (like, comment, follower and following counts, and the followers mirror) from the events.
+//!
+//! Each effect is one transaction on the shard it changes, together with its row in
+//! `processed_events`, so a duplicate delivery changes nothing. Counters move by deltas, which
+//! commute, so the order in which two consumers apply them does not matter; the followers
+//! mirror is keyed by the follow's id, and an unfollow seen before its follow leaves a
+//! tombstone the follow then respects.
+
+use std::sync::Arc;
+
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, EntityTrait, Set, Statement, TransactionTrait,
+};
+use switchyard_kit::ShardedStore;
+use switchyard_kit::events::worker::Handler;
+use switchyard_kit::events::{Event, processed};
+use switchyard_kit::id::shard_of;
+use switchyard_kit::store::{is_unique_violation, placeholder};
+
+use crate::entities::follower;
+use crate::repo::kinds;
+
+/// The consumer group, and its name in `processed_events`.
+pub const GROUP: &str = "counters";
+/// Where unfollows seen before their follow are remembered.
+const TOMBSTONES: &str = "counters:unfollowed";
+
+pub struct Counters {
+    store: Arc<ShardedStore>,
+}
+
+/// One change to one shard.
+enum Effect {
+    /// `column += delta` on the counters row of `id`.
+    Count {
+        table: &'static str,
+        key: &'static str,
+        id: i64,
+        column: &'static str,
+        other: &'static str,
+        delta: i64,
+    },
+    /// The followers mirror of a follow (unless a tombstone says it was undone already).
+    Mirror(follower::Model),
+    /// Drops the mirror, leaving a tombstone for a follow that arrives later.
+    Unmirror(i64),
+}
+
+impl Counters {
+    pub fn new(store: Arc<ShardedStore>) -> Self {
+        Self { store }
+    }
+
+    /// Applies `effect` on `shard` in one transaction with the processed-event row
+    /// `effect_id`; a duplicate does nothing.
+    async fn once(&self, shard: usize, effect_id: &str, effect: Effect) -> Result<(), String> {
+        let fail = |e: sea_orm::DbErr| format!("shard {shard}: {e}");
+        if shard >= self.store.shard_count() {
+            return Err(format!("shard {shard} does not exist here"));
+        }
+        let txn = self.store.primary(shard).begin().await.map_err(fail)?;
+        if !processed::first_time(&txn, GROUP, effect_id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(());
+        }
+        match effect {
+            Effect::Count {
+                table,
+                key,
+                id,
+                column,
+                other,
+                delta,
+            } => bump(&txn, table, key, id, column, other, delta)
+                .await
+                .map_err(fail)?,
+            Effect::Mirror(row) => {
+                let undone = processed::seen(&txn, TOMBSTONES, &row.id.to_string())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !undone {
+                    let inserted = follower::Entity::insert(follower::ActiveModel {
+                        id: Set(row.id),
+                        followee_id: Set(row.followee_id),
+                        follower_id: Set(row.follower_id),
+                        created_at: Set(row.created_at),
+                    })
+                    .exec_without_returning(&txn)
+                    .await;
+                    match inserted {
+                        Ok(_) => {}
+                        Err(e) if is_unique_violation(&e) => {}
+                        Err(e) => return Err(fail(e)),
+                    }
+                }
+            }
+            Effect::Unmirror(follow_id) => {
+                follower::Entity::delete_by_id(follow_id)
+                    .exec(&txn)
+                    .await
+                    .map_err(fail)?;
+                processed::first_time(&txn, TOMBSTONES, &follow_id.to_string())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        txn.commit().await.map_err(fail)
+    }
+}
+
+fn post_count(post_id: i64, column: &'static str, delta: i64) -> Effect {
+    Effect::Count {
+        table: "post_counters",
+        key: "post_id",
+        id: post_id,
+        column,
+        other: if column == "likes" {
+            "comments"
+        } else {
+            "likes"
+        },
+        delta,
+    }
+}
+
+fn user_count(user_id: i64, column: &'static str, delta: i64) -> Effect {
+    Effect::Count {
+        table: "user_counters",
+        key: "user_id",
+        id: user_id,
+        column,
+        other: if column == "followers" {
+            "following"
+        } else {
+            "followers"
+        },
+        delta,
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Counters {
+    fn group(&self) -> &'static str {
+        GROUP
+    }
+
+    fn domains(&self) -> &'static [&'static str] {
+        &[crate::NAME]
+    }
+
+    async fn handle(&self, event: &Event) -> Result<(), String> {
+        let delta = match event.kind.as_str() {
+            kinds::POST_LIKED | kinds::COMMENT_ADDED | kinds::USER_FOLLOWED => 1,
+            kinds::POST_UNLIKED | kinds::COMMENT_DELETED | kinds::USER_UNFOLLOWED => -1,
+            // Not ours to count.
+            _ => return Ok(()),
+        };
+        match event.kind.as_str() {
+            kinds::POST_LIKED | kinds::POST_UNLIKED => {
+                let post = event.id_field("post_id")?;
+                self.once(shard_of(post), &event.id, post_count(post, "likes", delta))
+                    .await
+            }
+            kinds::COMMENT_ADDED | kinds::COMMENT_DELETED => {
+                let post = event.id_field("post_id")?;
+                self.once(
+                    shard_of(post),
+                    &event.id,
+                    post_count(post, "comments", delta),
+                )
+                .await
+            }
+            _ => {
+                let follow_id = event.id_field("follow_id")?;
+                let follower_id = event.id_field("follower_id")?;
+                let followee_id = event.id_field("followee_id")?;
+                // Three effects on up to two shards, each idempotent on its own.
+                self.once(
+                    shard_of(follower_id),
+                    &format!("{}/following", event.id),
+                    user_count(follower_id, "following", delta),
+                )
+                .await?;
+                self.once(
+                    shard_of(followee_id),
+                    &format!("{}/followers", event.id),
+                    user_count(followee_id, "followers", delta),
+                )
+                .await?;
+                let mirror = if delta > 0 {
+                    Effect::Mirror(follower::Model {
+                        id: follow_id,
+                        followee_id,
+                        follower_id,
+                        created_at: event.occurred_at,
+                    })
+                } else {
+                    Effect::Unmirror(follow_id)
+                };
+                self.once(
+                    shard_of(followee_id),
+                    &format!("{}/mirror", event.id),
+                    mirror,
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// An upsert both SQLite and PostgreSQL read: the first delta creates the row.
+async fn bump(
+    txn: &DatabaseTransaction,
+    table: &str,
+    key: &str,
+    id: i64,
+    column: &str,
+    other: &str,
+    delta: i64,
+) -> Result<(), sea_orm::DbErr> {
+    let backend = txn.get_database_backend();
+    let sql = format!(
+        "INSERT INTO {table} ({key}, {column}, {other}) VALUES ({}, {}, 0) \
+         ON CONFLICT ({key}) DO UPDATE SET {column} = {table}.{column} + excluded.{column}",
+        placeholder(backend, 1),
+        placeholder(backend, 2),
+    );
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [id.into(), delta.into()],
+    ))
+    .await?;
+    Ok(())
+}
