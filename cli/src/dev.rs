@@ -24,7 +24,12 @@ pub struct DevArgs {
     /// Do not load demo data into empty stores.
     #[arg(long)]
     pub no_seed: bool,
+    #[command(flatten)]
+    pub bus: crate::events::BusArgs,
 }
+
+/// The development router's cache invalidation endpoint (router/router.yaml).
+const DEV_CACHE_INVALIDATION_URL: &str = "http://127.0.0.1:8089/invalidation";
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -84,6 +89,34 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         crate::seed::seed_if_empty(&accounts, &posts).await?;
     }
 
+    // The event pipeline, in-process: the embedded bus unless Redis is configured.
+    let events = args.bus.bus(&args.store).await?;
+    let mut bus_args = args.bus.clone();
+    bus_args
+        .cache_invalidation_url
+        .get_or_insert_with(|| DEV_CACHE_INVALIDATION_URL.to_owned());
+    let invalidator = bus_args.invalidator(switchyard_kit::deployment::Environment::Development)?;
+    let engagement = stores
+        .get(switchyard_engagement::NAME)
+        .cloned()
+        .context("no engagement subgraph")?;
+    let mut workers = Vec::new();
+    for name in [
+        crate::events::WorkerName::Relay,
+        crate::events::WorkerName::Counters,
+    ] {
+        let (engagement, events, bus_args, invalidator, stop) = (
+            engagement.clone(),
+            events.clone(),
+            bus_args.clone(),
+            invalidator.clone(),
+            stop_rx.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            crate::events::run(name, engagement, events, &bus_args, invalidator, stop).await
+        }));
+    }
+
     let options = RouterOptions {
         config: args.router_config.clone(),
         supergraph: args.supergraph.clone(),
@@ -117,6 +150,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.store.shards
     );
     println!(
+        "  events      {} (relay and counters worker in this process)",
+        if args.bus.redis_url.is_some() {
+            "Redis Streams"
+        } else {
+            "embedded bus"
+        }
+    );
+    println!(
         "\nTry:\n  curl -s http://{router_addr}/graphql -H 'content-type: application/json' \\\n    -d '{{\"query\":\"{{ feed(first: 3) {{ nodes {{ body author {{ handle displayName }} }} }} }}\"}}'\n\nCtrl-C stops everything (in-flight requests finish)."
     );
 
@@ -135,6 +176,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .await
             .context("subgraph task")?
             .context("subgraph server")?;
+    }
+    for worker in workers {
+        worker.await.context("worker task")??;
     }
     if let Some(status) = early_exit {
         bail!("the router exited unexpectedly ({status})");

@@ -2,6 +2,7 @@
 
 mod compose;
 mod dev;
+mod events;
 mod files;
 mod pq;
 mod seed;
@@ -78,6 +79,14 @@ enum Command {
     Pq {
         #[command(subcommand)]
         command: PqCommand,
+    },
+    /// Run one worker of the event pipeline: `relay` (outboxes to the bus) or `counters`.
+    Worker {
+        name: events::WorkerName,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        bus: events::BusArgs,
     },
     /// Run migrations on every shard of every subgraph.
     Migrate {
@@ -244,6 +253,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             switchyard_kit::server::serve(listener, app, shutdown_signal()).await?;
             Ok(())
+        }
+        Command::Worker { name, store, bus } => {
+            let engagement = subgraphs::find(switchyard_engagement::NAME)?;
+            let environment = switchyard_kit::deployment::Environment::from_env(&[])
+                .map_err(anyhow::Error::msg)?;
+            let invalidator = bus.invalidator(environment)?;
+            let events = bus.bus(&store).await?;
+            let engagement = store.connect(engagement).await?;
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            });
+            tracing::info!(worker = ?name, "running");
+            events::run(name, engagement, events, &bus, invalidator, stop_rx).await
         }
         Command::Compose {
             config,

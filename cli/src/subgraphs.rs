@@ -6,7 +6,11 @@ use anyhow::bail;
 use switchyard_kit::{StoreConfig, SubgraphDef};
 
 /// Every subgraph, in the order `dev` starts them.
-pub const ALL: &[SubgraphDef] = &[switchyard_accounts::SUBGRAPH, switchyard_posts::SUBGRAPH];
+pub const ALL: &[SubgraphDef] = &[
+    switchyard_accounts::SUBGRAPH,
+    switchyard_posts::SUBGRAPH,
+    switchyard_engagement::SUBGRAPH,
+];
 
 pub fn find(name: &str) -> anyhow::Result<&'static SubgraphDef> {
     ALL.iter().find(|s| s.name == name).ok_or_else(|| {

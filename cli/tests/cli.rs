@@ -54,7 +54,7 @@ fn pq_check_names_client_operation_and_field_a_schema_change_breaks() {
     write(
         &ops,
         "android/Gone.graphql",
-        "query Gone { feed { nodes { id likeCount } } }\n",
+        "query Gone { feed { nodes { id shareCount } } }\n",
     );
     let supergraph = repo_root().join("schema/supergraph.graphql");
     let out = switchyard(
@@ -71,7 +71,7 @@ fn pq_check_names_client_operation_and_field_a_schema_change_breaks() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains("client android, operation Gone") && err.contains("likeCount"),
+        err.contains("client android, operation Gone") && err.contains("shareCount"),
         "{err}"
     );
     assert!(!err.contains("operation Feed"), "{err}");

@@ -163,7 +163,11 @@ impl Platform {
         let dir = tempfile::tempdir().unwrap();
         let mut subgraphs = Vec::new();
         let mut stores = Vec::new();
-        for def in [&switchyard_accounts::SUBGRAPH, &switchyard_posts::SUBGRAPH] {
+        for def in [
+            &switchyard_accounts::SUBGRAPH,
+            &switchyard_posts::SUBGRAPH,
+            &switchyard_engagement::SUBGRAPH,
+        ] {
             let config = StoreConfig::sqlite(&dir.path().join("data"), def.name, 2);
             let store = Arc::new(ShardedStore::connect(&config).await.unwrap());
             (def.migrate)(&store).await.unwrap();

@@ -1,6 +1,7 @@
 //! End-to-end: real subgraphs and the real router on ephemeral ports, over HTTP.
 
 mod cross_subgraph;
+mod engagement;
 mod graphql_http_audit;
 mod harness;
 mod headers_guard;

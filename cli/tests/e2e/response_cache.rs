@@ -11,11 +11,11 @@ use crate::harness::{
     Options, Platform, USERS, free_addr, read, spawn_redis, spawn_redis_at, unique,
 };
 
-const ADMIN_TOKEN: &str = "test-invalidation-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-invalidation-token-0123456789";
 
 /// jwt_auth with the development key, persisted queries, and the cache (with `cache_yaml`
 /// lines under it).
-fn plugins(cache_yaml: &str) -> String {
+pub fn plugins(cache_yaml: &str) -> String {
     let manifest = crate::harness::repo_root().join("persisted-queries/manifest.json");
     format!(
         r#"{jwt}  persisted_queries:
@@ -49,12 +49,12 @@ async fn start_with_redis(extra: &str) -> (Platform, String) {
 
 const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
 
-fn invalidation_yaml(listen: std::net::SocketAddr) -> String {
+pub fn invalidation_yaml(listen: std::net::SocketAddr) -> String {
     format!("    invalidation:\n      listen: {listen}\n      token: {ADMIN_TOKEN}\n")
 }
 
 /// An access token for demo user `id`, signed with the development key.
-fn token_for(id: i64) -> String {
+pub fn token_for(id: i64) -> String {
     use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
     use switchyard_accounts::tokens::{DEV_AUDIENCE, DEV_HMAC_SECRET, DEV_ISSUER};
     let now = get_current_timestamp();
@@ -100,7 +100,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 }
 
 /// Requests each subgraph has served so far.
-fn calls(platform: &Platform, name: &str) -> usize {
+pub fn calls(platform: &Platform, name: &str) -> usize {
     platform
         .subgraphs
         .iter()

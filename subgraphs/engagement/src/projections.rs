@@ -6,6 +6,10 @@
 //! commute, so the order in which two consumers apply them does not matter; the followers
 //! mirror is keyed by the follow's id, and an unfollow seen before its follow leaves a
 //! tombstone the follow then respects.
+//!
+//! Once a count changed, the routers' caches are told (`PostEngagement:<post>`,
+//! `UserFollows:<user>`): the count changes after the mutation's own invalidation, and a
+//! response cached in between would otherwise show the old count until it expires.
 
 use std::sync::Arc;
 
@@ -20,6 +24,8 @@ use switchyard_kit::store::{is_unique_violation, placeholder};
 
 use crate::entities::follower;
 use crate::repo::kinds;
+use crate::schema::{POST_ENGAGEMENT, USER_FOLLOWS};
+use switchyard_kit::events::invalidation::CacheInvalidator;
 
 /// The consumer group, and its name in `processed_events`.
 pub const GROUP: &str = "counters";
@@ -28,6 +34,8 @@ const TOMBSTONES: &str = "counters:unfollowed";
 
 pub struct Counters {
     store: Arc<ShardedStore>,
+    /// Drops cached responses showing a count once it changed (when configured).
+    invalidator: Option<CacheInvalidator>,
 }
 
 /// One change to one shard.
@@ -49,7 +57,25 @@ enum Effect {
 
 impl Counters {
     pub fn new(store: Arc<ShardedStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            invalidator: None,
+        }
+    }
+
+    /// Also tells the routers' caches about every count it changes.
+    pub fn with_invalidator(mut self, invalidator: CacheInvalidator) -> Self {
+        self.invalidator = Some(invalidator);
+        self
+    }
+
+    /// Invalidates `tags` (after the projection changed, so no cache refills the old count
+    /// from it); runs again on a redelivery, which is harmless.
+    async fn invalidate(&self, tags: Vec<String>) -> Result<(), String> {
+        match &self.invalidator {
+            Some(invalidator) => invalidator.invalidate(&tags).await,
+            None => Ok(()),
+        }
     }
 
     /// Applies `effect` on `shard` in one transaction with the processed-event row
@@ -162,6 +188,8 @@ impl Handler for Counters {
             kinds::POST_LIKED | kinds::POST_UNLIKED => {
                 let post = event.id_field("post_id")?;
                 self.once(shard_of(post), &event.id, post_count(post, "likes", delta))
+                    .await?;
+                self.invalidate(vec![format!("{POST_ENGAGEMENT}:{post}")])
                     .await
             }
             kinds::COMMENT_ADDED | kinds::COMMENT_DELETED => {
@@ -171,7 +199,9 @@ impl Handler for Counters {
                     &event.id,
                     post_count(post, "comments", delta),
                 )
-                .await
+                .await?;
+                self.invalidate(vec![format!("{POST_ENGAGEMENT}:{post}")])
+                    .await
             }
             _ => {
                 let follow_id = event.id_field("follow_id")?;
@@ -205,6 +235,11 @@ impl Handler for Counters {
                     &format!("{}/mirror", event.id),
                     mirror,
                 )
+                .await?;
+                self.invalidate(vec![
+                    format!("{USER_FOLLOWS}:{follower_id}"),
+                    format!("{USER_FOLLOWS}:{followee_id}"),
+                ])
                 .await
             }
         }

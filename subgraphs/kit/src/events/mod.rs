@@ -10,6 +10,7 @@
 //! ([`embedded`]) for `switchyard dev`, so a new user sees the whole pipeline with no servers.
 
 pub mod embedded;
+pub mod invalidation;
 pub mod outbox;
 pub mod processed;
 pub mod redis_bus;
