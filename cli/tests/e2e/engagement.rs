@@ -136,3 +136,55 @@ async fn a_like_becomes_a_count_and_drops_the_cached_feed() {
     );
     platform.shutdown().await;
 }
+
+/// The personalised home feed as the apps send it (the persisted `PersonalFeed`), through the
+/// router: the statements each subgraph ran, per shard and level, whatever the page size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_personal_feed_costs_one_statement_per_shard_per_level() {
+    let platform = Platform::start(Options {
+        plugins: crate::harness::dev_jwt_plugin(),
+        ..Options::default()
+    })
+    .await;
+    let query = std::fs::read_to_string(
+        crate::harness::repo_root().join("persisted-queries/operations/ios/PersonalFeed.graphql"),
+    )
+    .unwrap();
+    let user =
+        switchyard_accounts::seed::demo_user_ids(1, platform.subgraphs[0].store.shard_count())[0];
+    let bearer = format!("Bearer {}", token_for(user));
+    let statements = |platform: &Platform| -> Vec<u64> {
+        platform
+            .subgraphs
+            .iter()
+            .map(|s| s.store.statements().total())
+            .collect()
+    };
+    let mut report = Vec::new();
+    for first in [5, 50] {
+        let before = statements(&platform);
+        let (status, _, r) = platform
+            .post_with(
+                json!({"query": query, "variables": {"first": first}}),
+                &[("authorization", bearer.as_str())],
+            )
+            .await;
+        assert_eq!(status, 200, "{r}");
+        assert!(r["errors"].is_null(), "{r}");
+        let nodes = r["data"]["feed"]["edges"].as_array().unwrap();
+        assert_eq!(nodes.len(), first, "{r}");
+        assert!(nodes.iter().all(|n| n["node"]["viewerHasLiked"] == false && n["node"]["likeCount"].is_number()));
+        let after = statements(&platform);
+        let used: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        report.push((first, used.clone()));
+        // accounts: the authors, one per shard of theirs (2 shards here); posts: the feed, one
+        // per shard; engagement: counts and the viewer's likes per shard of the posts, and the
+        // viewer's follows on the viewer's shard.
+        let shards = platform.subgraphs[1].store.shard_count() as u64;
+        assert!(used[0] <= shards, "accounts {used:?}");
+        assert_eq!(used[1], shards, "posts {used:?}");
+        assert!(used[2] <= 2 * shards + 1, "engagement {used:?}");
+    }
+    eprintln!("PersonalFeed statements [accounts, posts, engagement]: {report:?}");
+    platform.shutdown().await;
+}
