@@ -4,6 +4,7 @@
 //!
 //! Run with `./scripts/bench <workload>` (release build).
 
+mod events;
 mod load;
 mod platform;
 mod workloads;
@@ -43,6 +44,9 @@ enum Workload {
     /// The pipeline's own cost: every request read, re-encoded and its document prepared, no
     /// other stage (variant), versus stock apollo-router (baseline).
     Pipeline,
+    /// The event pipeline: relay throughput and like -> count latency, embedded versus
+    /// PostgreSQL + Redis.
+    Events,
     /// CPU time of the front stages (read, document, forward) per request, against
     /// apollo-router's own parse of the same body, in one process (no network, no noise from
     /// the platform).
@@ -71,5 +75,6 @@ async fn main() -> anyhow::Result<()> {
         Workload::Pipeline => workloads::pipeline(&settings).await,
         Workload::Reader => workloads::reader(&settings),
         Workload::Cache => workloads::cache(&settings).await,
+        Workload::Events => events::events(&settings).await,
     }
 }
