@@ -96,24 +96,30 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .cache_invalidation_url
         .get_or_insert_with(|| DEV_CACHE_INVALIDATION_URL.to_owned());
     let invalidator = bus_args.invalidator(switchyard_kit::deployment::Environment::Development)?;
-    let engagement = stores
-        .get(switchyard_engagement::NAME)
-        .cloned()
-        .context("no engagement subgraph")?;
+    let store = |name: &str| {
+        stores
+            .get(name)
+            .cloned()
+            .with_context(|| format!("no {name} subgraph"))
+    };
+    let event_stores = crate::events::Stores {
+        engagement: store(switchyard_engagement::NAME)?,
+        posts: store(switchyard_posts::NAME)?,
+    };
     let mut workers = Vec::new();
     for name in [
         crate::events::WorkerName::Relay,
         crate::events::WorkerName::Counters,
     ] {
-        let (engagement, events, bus_args, invalidator, stop) = (
-            engagement.clone(),
+        let (event_stores, events, bus_args, invalidator, stop) = (
+            event_stores.clone(),
             events.clone(),
             bus_args.clone(),
             invalidator.clone(),
             stop_rx.clone(),
         );
         workers.push(tokio::spawn(async move {
-            crate::events::run(name, engagement, events, &bus_args, invalidator, stop).await
+            crate::events::run(name, event_stores, events, &bus_args, invalidator, stop).await
         }));
     }
 

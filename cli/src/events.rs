@@ -93,7 +93,7 @@ impl BusArgs {
 /// The workers this binary runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum WorkerName {
-    /// Moves every subgraph's outbox to the bus.
+    /// Moves every subgraph's outbox (engagement, posts) to the bus.
     Relay,
     /// Keeps the engagement counts and the followers mirror.
     Counters,
@@ -102,10 +102,37 @@ pub enum WorkerName {
 /// How often an idle relay looks at the outboxes.
 pub const RELAY_POLL: Duration = Duration::from_millis(50);
 
-/// Runs `name` until `stop` says so. `engagement` is the engagement subgraph's store.
+/// The stores the workers need: every subgraph that emits events.
+#[derive(Clone)]
+pub struct Stores {
+    pub engagement: Arc<ShardedStore>,
+    pub posts: Arc<ShardedStore>,
+}
+
+impl Stores {
+    pub async fn connect(store: &StoreArgs) -> anyhow::Result<Self> {
+        Ok(Self {
+            engagement: store
+                .connect(crate::subgraphs::find(switchyard_engagement::NAME)?)
+                .await?,
+            posts: store
+                .connect(crate::subgraphs::find(switchyard_posts::NAME)?)
+                .await?,
+        })
+    }
+
+    fn emitters(&self) -> [(&'static str, Arc<ShardedStore>); 2] {
+        [
+            (switchyard_engagement::NAME, self.engagement.clone()),
+            (switchyard_posts::NAME, self.posts.clone()),
+        ]
+    }
+}
+
+/// Runs `name` until `stop` says so.
 pub async fn run(
     name: WorkerName,
-    engagement: Arc<ShardedStore>,
+    stores: Stores,
     bus: Arc<dyn EventBus>,
     args: &BusArgs,
     invalidator: Option<CacheInvalidator>,
@@ -116,11 +143,15 @@ pub async fn run(
     };
     match name {
         WorkerName::Relay => {
-            let relay = Relay::new(engagement, switchyard_engagement::NAME, bus, args.streams());
-            relay.run(RELAY_POLL, stopped(stop)).await;
+            let relays = stores.emitters().map(|(domain, store)| {
+                let relay = Relay::new(store, domain, bus.clone(), args.streams());
+                let stop = stopped(stop.clone());
+                async move { relay.run(RELAY_POLL, stop).await }
+            });
+            futures::future::join_all(relays).await;
         }
         WorkerName::Counters => {
-            let mut counters = switchyard_engagement::projections::Counters::new(engagement);
+            let mut counters = switchyard_engagement::projections::Counters::new(stores.engagement);
             if let Some(invalidator) = invalidator {
                 counters = counters.with_invalidator(invalidator);
             }

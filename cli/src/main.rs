@@ -255,19 +255,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Worker { name, store, bus } => {
-            let engagement = subgraphs::find(switchyard_engagement::NAME)?;
             let environment = switchyard_kit::deployment::Environment::from_env(&[])
                 .map_err(anyhow::Error::msg)?;
             let invalidator = bus.invalidator(environment)?;
             let events = bus.bus(&store).await?;
-            let engagement = store.connect(engagement).await?;
+            let stores = events::Stores::connect(&store).await?;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 shutdown_signal().await;
                 let _ = stop_tx.send(true);
             });
             tracing::info!(worker = ?name, "running");
-            events::run(name, engagement, events, &bus, invalidator, stop_rx).await
+            events::run(name, stores, events, &bus, invalidator, stop_rx).await
         }
         Command::Compose {
             config,

@@ -106,6 +106,65 @@ async fn dev_starts_everything_answers_and_stops_on_ctrl_c() {
         .unwrap();
     assert_eq!(invalidated.status(), 200);
 
+    // With no servers at all, a like becomes a count: the relay and the counters worker run
+    // inside `switchyard dev` on the embedded bus (the README's like example).
+    let graphql = |body: serde_json::Value, token: Option<String>| {
+        let http = http.clone();
+        async move {
+            let mut request = http.post("http://127.0.0.1:4000/graphql").json(&body);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let signed_up = graphql(
+        serde_json::json!({"query": "mutation { signUp(input: {handle: \"dev_liker\", email: \"liker@example.com\", password: \"correct horse battery\"}) { accessToken } }"}),
+        None,
+    )
+    .await;
+    let token = signed_up["data"]["signUp"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{signed_up}"))
+        .to_owned();
+    let post = nodes_first_id(
+        &graphql(
+            serde_json::json!({"query": "{ feed(first: 1) { nodes { id } } }"}),
+            None,
+        )
+        .await,
+    );
+    let liked = graphql(
+        serde_json::json!({"query": "mutation($p: ID!) { likePost(postId: $p) { viewerHasLiked } }", "variables": {"p": post}}),
+        Some(token.clone()),
+    )
+    .await;
+    assert_eq!(liked["data"]["likePost"]["viewerHasLiked"], true, "{liked}");
+    let counted = Instant::now();
+    loop {
+        let feed = graphql(
+            serde_json::json!({"query": "{ feed(first: 1) { nodes { likeCount viewerHasLiked } } }"}),
+            Some(token.clone()),
+        )
+        .await;
+        if feed["data"]["feed"]["nodes"][0]["likeCount"] == 1 {
+            assert_eq!(feed["data"]["feed"]["nodes"][0]["viewerHasLiked"], true);
+            break;
+        }
+        assert!(
+            counted.elapsed() < Duration::from_secs(20),
+            "the like was not counted: {feed}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("like counted in {:?}", counted.elapsed());
+
     switchyard_kit::testing::signal(&child, "INT");
     let exit = switchyard_kit::testing::wait_for_exit(&mut child, Duration::from_secs(30))
         .expect("dev did not stop on Ctrl-C");
@@ -121,4 +180,11 @@ async fn dev_starts_everything_answers_and_stops_on_ctrl_c() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("seeded 0 new user(s)"));
+}
+
+fn nodes_first_id(feed: &serde_json::Value) -> String {
+    feed["data"]["feed"]["nodes"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{feed}"))
+        .to_owned()
 }

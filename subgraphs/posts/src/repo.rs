@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use chrono::Utc;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
+use switchyard_kit::events::outbox::{self, NewEvent};
 use switchyard_kit::id::shard_of;
 use switchyard_kit::page::{Page, PageRequest, merge_desc};
 use switchyard_kit::store::is_unique_violation;
@@ -57,15 +59,28 @@ pub async fn create_post(
             media_urls: media_urls.clone(),
             created_at: Utc::now(),
         };
+        let txn = conn.begin().await?;
         let active = sea_orm::ActiveModelTrait::reset_all(post::ActiveModel::from(model.clone()));
         match post::Entity::insert(active)
-            .exec_without_returning(conn)
+            .exec_without_returning(&txn)
             .await
         {
-            Ok(_) => return Ok(model),
+            Ok(_) => {}
+            // Another process minted the same id in the same millisecond: mint again.
             Err(err) if is_unique_violation(&err) => continue,
             Err(err) => return Err(err.into()),
         }
+        outbox::record(
+            &txn,
+            NewEvent::new(
+                POST_CREATED,
+                format!("Post:{}", model.id),
+                serde_json::json!({"post_id": model.id, "author_id": author_id}),
+            ),
+        )
+        .await?;
+        txn.commit().await?;
+        return Ok(model);
     }
     Err(ApiError::Conflict(
         "could not allocate an id; try again".into(),
@@ -74,11 +89,27 @@ pub async fn create_post(
 
 /// Deletes a post; false when there was none.
 pub async fn delete_post(session: &Session, id: i64) -> ApiResult<bool> {
-    let result = post::Entity::delete_by_id(id)
-        .exec(session.writer(shard_of(id)))
-        .await?;
-    Ok(result.rows_affected > 0)
+    let txn = session.writer(shard_of(id)).begin().await?;
+    let Some(found) = post::Entity::find_by_id(id).one(&txn).await? else {
+        return Ok(false);
+    };
+    post::Entity::delete_by_id(id).exec(&txn).await?;
+    outbox::record(
+        &txn,
+        NewEvent::new(
+            POST_DELETED,
+            format!("Post:{id}"),
+            serde_json::json!({"post_id": id, "author_id": found.author_id}),
+        ),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(true)
 }
+
+/// The events this subgraph emits (docs/events.md).
+pub const POST_CREATED: &str = "PostCreated";
+pub const POST_DELETED: &str = "PostDeleted";
 
 /// Posts by id: one `WHERE id IN (...)` per shard touched.
 pub async fn posts_by_ids(session: &Session, ids: &[i64]) -> ApiResult<HashMap<i64, post::Model>> {

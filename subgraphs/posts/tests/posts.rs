@@ -235,6 +235,27 @@ async fn delete_post(config: StoreConfig) {
     )
     .await;
     assert_eq!(codes(&r), ["NOT_FOUND"]);
+
+    // Each change left its event in the outbox of the post's shard, the second delete none.
+    use sea_orm::{EntityTrait, QueryOrder};
+    use switchyard_kit::events::outbox::entity as outbox;
+    let shard = switchyard_kit::id::shard_of(id.parse().unwrap());
+    let events: Vec<(String, String)> = outbox::Entity::find()
+        .order_by_asc(outbox::Column::Seq)
+        .all(store.primary(shard))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.kind, row.aggregate))
+        .collect();
+    let aggregate = format!("Post:{id}");
+    assert_eq!(
+        events,
+        [
+            ("PostCreated".to_owned(), aggregate.clone()),
+            ("PostDeleted".to_owned(), aggregate)
+        ]
+    );
 }
 
 async fn bad_input_is_rejected(config: StoreConfig) {
