@@ -88,6 +88,12 @@ enum Command {
         #[command(flatten)]
         bus: events::BusArgs,
     },
+    /// The event history: `switchyard events replay counters [--apply]` rebuilds a
+    /// projection from it and reports every difference from the live one.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Run migrations on every shard of every subgraph.
     Migrate {
         #[command(flatten)]
@@ -102,6 +108,26 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         posts: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Rebuild a projection from the outboxes' history and compare it with the live one;
+    /// exits non-zero when they differ (after repairing them with `--apply`).
+    Replay {
+        projection: Projection,
+        /// Set the live values to the replayed ones.
+        #[arg(long)]
+        apply: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Projection {
+    /// Like, comment, follower and following counts.
+    Counters,
 }
 
 #[derive(Subcommand)]
@@ -267,6 +293,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             tracing::info!(worker = ?name, "running");
             events::run(name, stores, events, &bus, invalidator, stop_rx).await
+        }
+        Command::Events {
+            command:
+                EventsCommand::Replay {
+                    projection: Projection::Counters,
+                    apply,
+                    store,
+                },
+        } => {
+            let stores = events::Stores::connect(&store).await?;
+            let report = switchyard_engagement::projections::replay(&stores.engagement, apply)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            println!(
+                "replayed {} event(s); compared {} counter(s); {} difference(s){}",
+                report.events,
+                report.compared,
+                report.differences.len(),
+                if apply && !report.differences.is_empty() {
+                    ", repaired"
+                } else {
+                    ""
+                }
+            );
+            for d in &report.differences {
+                println!(
+                    "  {} of {}: live {}, replayed {}",
+                    d.counter, d.id, d.live, d.replayed
+                );
+            }
+            if report.differences.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("the live projection differs from its event history")
+            }
         }
         Command::Compose {
             config,

@@ -389,3 +389,32 @@ fn bad_environment_is_named_at_start_up() {
         );
     }
 }
+
+/// `switchyard events replay counters` on an empty deployment: nothing to differ, exit 0; an
+/// unknown projection is refused with the list of known ones.
+#[test]
+fn events_replay_reports_and_refuses_unknown_projections() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    assert!(
+        switchyard(&["migrate", "--data-dir", data], dir.path())
+            .status
+            .success()
+    );
+    let out = switchyard(
+        &["events", "replay", "counters", "--data-dir", data],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "replayed 0 event(s); compared 0 counter(s); 0 difference(s)\n"
+    );
+    let out = switchyard(&["events", "replay", "likes"], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("[possible values: counters]"),
+        "{}",
+        stderr(&out)
+    );
+}

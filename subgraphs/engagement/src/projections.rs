@@ -271,3 +271,160 @@ async fn bump(
     .await?;
     Ok(())
 }
+
+/// A counter an event moves: table, column, and the id (when the event names it).
+type Counted = (&'static str, &'static str, Option<i64>);
+
+/// What a replay found: a projected count that differs from the one the event history gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    /// `post_counters.likes`, `user_counters.followers`, ...
+    pub counter: String,
+    pub id: i64,
+    pub live: i64,
+    pub replayed: i64,
+}
+
+/// The result of [`replay`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// Events read from the outboxes.
+    pub events: usize,
+    /// Counters compared.
+    pub compared: usize,
+    pub differences: Vec<Difference>,
+}
+
+/// Rebuilds the counts from the event history (every shard's outbox, sent or not: it is kept
+/// in full, unlike a trimmed stream) and compares them with the live projections. With
+/// `apply`, the live counters are set to the replayed values.
+pub async fn replay(store: &ShardedStore, apply: bool) -> Result<Replay, String> {
+    use std::collections::BTreeMap;
+
+    use sea_orm::QueryOrder;
+    use switchyard_kit::events::outbox::entity as outbox;
+
+    use crate::entities::{post_counter, user_counter};
+
+    let fail = |e: sea_orm::DbErr| e.to_string();
+    // (table, column, id) -> count
+    let mut replayed: BTreeMap<(&'static str, &'static str, i64), i64> = BTreeMap::new();
+    let mut report = Replay::default();
+    for shard in 0..store.shard_count() {
+        let rows = outbox::Entity::find()
+            .order_by_asc(outbox::Column::Seq)
+            .all(store.primary(shard))
+            .await
+            .map_err(fail)?;
+        for row in rows {
+            report.events += 1;
+            let data: serde_json::Value = serde_json::from_str(&row.data).unwrap_or_default();
+            let id = |name: &str| data.get(name).and_then(serde_json::Value::as_i64);
+            let (delta, effects): (i64, Vec<Counted>) = match row.kind.as_str() {
+                kinds::POST_LIKED => (1, vec![("post_counters", "likes", id("post_id"))]),
+                kinds::POST_UNLIKED => (-1, vec![("post_counters", "likes", id("post_id"))]),
+                kinds::COMMENT_ADDED => (1, vec![("post_counters", "comments", id("post_id"))]),
+                kinds::COMMENT_DELETED => (-1, vec![("post_counters", "comments", id("post_id"))]),
+                kinds::USER_FOLLOWED | kinds::USER_UNFOLLOWED => (
+                    if row.kind == kinds::USER_FOLLOWED {
+                        1
+                    } else {
+                        -1
+                    },
+                    vec![
+                        ("user_counters", "following", id("follower_id")),
+                        ("user_counters", "followers", id("followee_id")),
+                    ],
+                ),
+                _ => continue,
+            };
+            for (table, column, target) in effects {
+                if let Some(target) = target {
+                    *replayed.entry((table, column, target)).or_default() += delta;
+                }
+            }
+        }
+    }
+    // Every live counter too: one the history does not explain must be zero.
+    for shard in 0..store.shard_count() {
+        let conn = store.primary(shard);
+        for row in post_counter::Entity::find().all(conn).await.map_err(fail)? {
+            replayed
+                .entry(("post_counters", "likes", row.post_id))
+                .or_default();
+            replayed
+                .entry(("post_counters", "comments", row.post_id))
+                .or_default();
+        }
+        for row in user_counter::Entity::find().all(conn).await.map_err(fail)? {
+            replayed
+                .entry(("user_counters", "followers", row.user_id))
+                .or_default();
+            replayed
+                .entry(("user_counters", "following", row.user_id))
+                .or_default();
+        }
+    }
+    for ((table, column, id), count) in replayed {
+        report.compared += 1;
+        let conn = store.primary(shard_of(id));
+        let live = match table {
+            "post_counters" => post_counter::Entity::find_by_id(id)
+                .one(conn)
+                .await
+                .map_err(fail)?
+                .map_or(0, |r| {
+                    if column == "likes" {
+                        r.likes
+                    } else {
+                        r.comments
+                    }
+                }),
+            _ => user_counter::Entity::find_by_id(id)
+                .one(conn)
+                .await
+                .map_err(fail)?
+                .map_or(0, |r| {
+                    if column == "followers" {
+                        r.followers
+                    } else {
+                        r.following
+                    }
+                }),
+        };
+        if live != count {
+            if apply {
+                let txn = conn.begin().await.map_err(fail)?;
+                let (key, other) = match table {
+                    "post_counters" => (
+                        "post_id",
+                        if column == "likes" {
+                            "comments"
+                        } else {
+                            "likes"
+                        },
+                    ),
+                    _ => (
+                        "user_id",
+                        if column == "followers" {
+                            "following"
+                        } else {
+                            "followers"
+                        },
+                    ),
+                };
+                bump(&txn, table, key, id, column, other, count - live)
+                    .await
+                    .map_err(fail)?;
+                txn.commit().await.map_err(fail)?;
+            }
+            report.differences.push(Difference {
+                counter: format!("{table}.{column}"),
+                id,
+                live,
+                replayed: count,
+            });
+        }
+    }
+    Ok(report)
+}
