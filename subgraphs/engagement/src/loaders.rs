@@ -43,17 +43,10 @@ impl Loader<(i64, i64)> for ViewerLikesLoader {
     type Error = ApiError;
 
     async fn load(&self, keys: &[(i64, i64)]) -> Result<HashMap<(i64, i64), ()>, ApiError> {
-        let mut by_viewer: HashMap<i64, Vec<i64>> = HashMap::new();
-        for (viewer, id) in keys {
-            by_viewer.entry(*viewer).or_default().push(*id);
-        }
-        let mut out = HashMap::new();
-        for (viewer, ids) in by_viewer {
-            for id in repo::liked_by(&self.0, viewer, &ids).await? {
-                out.insert((viewer, id), ());
-            }
-        }
-        Ok(out)
+        per_viewer(&self.0, keys, |session, viewer, ids| {
+            Box::pin(repo::liked_by(session, viewer, ids))
+        })
+        .await
     }
 }
 
@@ -67,17 +60,10 @@ impl Loader<(i64, i64)> for ViewerFollowsLoader {
     type Error = ApiError;
 
     async fn load(&self, keys: &[(i64, i64)]) -> Result<HashMap<(i64, i64), ()>, ApiError> {
-        let mut by_viewer: HashMap<i64, Vec<i64>> = HashMap::new();
-        for (viewer, id) in keys {
-            by_viewer.entry(*viewer).or_default().push(*id);
-        }
-        let mut out = HashMap::new();
-        for (viewer, ids) in by_viewer {
-            for id in repo::followed_by(&self.0, viewer, &ids).await? {
-                out.insert((viewer, id), ());
-            }
-        }
-        Ok(out)
+        per_viewer(&self.0, keys, |session, viewer, ids| {
+            Box::pin(repo::followed_by(session, viewer, ids))
+        })
+        .await
     }
 }
 
@@ -112,4 +98,32 @@ impl Loader<OwnerPage> for FollowersLoader {
     async fn load(&self, keys: &[OwnerPage]) -> Result<HashMap<OwnerPage, Self::Value>, ApiError> {
         repo::follower_pages(&self.0, keys).await
     }
+}
+
+/// Which of some ids a viewer has a row for (their likes, their follows).
+type ViewerQuery =
+    for<'a> fn(
+        &'a Session,
+        i64,
+        &'a [i64],
+    )
+        -> futures::future::BoxFuture<'a, Result<std::collections::HashSet<i64>, ApiError>>;
+
+/// The keys present for each viewer, `query` answering which of `ids` a viewer has a row for.
+async fn per_viewer(
+    session: &Session,
+    keys: &[(i64, i64)],
+    query: ViewerQuery,
+) -> Result<HashMap<(i64, i64), ()>, ApiError> {
+    let mut by_viewer: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (viewer, id) in keys {
+        by_viewer.entry(*viewer).or_default().push(*id);
+    }
+    let mut out = HashMap::new();
+    for (viewer, ids) in by_viewer {
+        for id in query(session, viewer, &ids).await? {
+            out.insert((viewer, id), ());
+        }
+    }
+    Ok(out)
 }
