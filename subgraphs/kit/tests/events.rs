@@ -368,3 +368,29 @@ async fn relay_duplicates_are_absorbed_embedded_and_sqlite() {
     let bus = embedded(&dir).await;
     relay_duplicates_are_absorbed(bus, StoreConfig::sqlite(dir.path(), "relay", 4)).await;
 }
+
+/// The embedded bus is bounded like a Redis stream: the oldest entries go.
+#[tokio::test]
+async fn the_embedded_bus_keeps_a_bounded_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(&dir.path().join("events.db"))
+        .await
+        .unwrap()
+        .with_max_len(3);
+    for n in 0..10 {
+        bus.publish("s", &[event(n)]).await.unwrap();
+    }
+    assert_eq!(bus.len("s").await.unwrap(), 3);
+    let kept: Vec<i64> = bus
+        .range("s", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, body)| {
+            Event::decode(body.as_bytes()).unwrap().data["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(kept, [7, 8, 9]);
+}

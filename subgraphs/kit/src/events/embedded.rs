@@ -17,6 +17,9 @@ use super::{BusError, Delivery, Event, EventBus};
 pub struct EmbeddedBus {
     db: DatabaseConnection,
     published: Notify,
+    /// Entries kept per stream (sequence numbers are per file, so "the last `max_len`
+    /// sequence numbers": at most that many).
+    max_len: u64,
 }
 
 fn backend(e: impl std::fmt::Display) -> BusError {
@@ -56,7 +59,14 @@ impl EmbeddedBus {
         Ok(Self {
             db,
             published: Notify::new(),
+            max_len: super::redis_bus::MAX_STREAM_LEN,
         })
+    }
+
+    /// Keeps at most `max_len` entries per stream (tests use a small bound).
+    pub fn with_max_len(mut self, max_len: u64) -> Self {
+        self.max_len = max_len.max(1);
+        self
     }
 
     fn statement(sql: &str, values: Vec<Value>) -> Statement {
@@ -138,6 +148,13 @@ impl EventBus for EmbeddedBus {
             .await
             .map_err(backend)?;
         }
+        // Bounded like a Redis stream (`MAXLEN`): the oldest entries go.
+        txn.execute_raw(Self::statement(
+            "DELETE FROM bus_entries WHERE stream = ? AND seq <= (SELECT MAX(seq) FROM bus_entries WHERE stream = ?) - ?",
+            vec![stream.into(), stream.into(), (self.max_len as i64).into()],
+        ))
+        .await
+        .map_err(backend)?;
         txn.commit().await.map_err(backend)?;
         self.published.notify_waiters();
         Ok(())
