@@ -82,6 +82,8 @@ impl TokenConfig {
     pub fn from_env(environment: Environment) -> Result<Self, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let key = deployment::secret_from_env("SWITCHYARD_JWT_KEY").map_err(|e| e.to_string())?;
+        // Without a key of its own: the development HMAC key, so HS256 unless told otherwise.
+        let default_alg = if key.is_none() { "HS256" } else { "ES256" };
         let key = match key {
             Some(key) if key.is_published() && environment.is_production() => {
                 return Err(format!(
@@ -104,12 +106,6 @@ impl TokenConfig {
                 Secret::new(DEV_HMAC_SECRET)
             }
         };
-        let default_alg =
-            if var("SWITCHYARD_JWT_KEY").is_none() && var("SWITCHYARD_JWT_KEY_FILE").is_none() {
-                "HS256"
-            } else {
-                "ES256"
-            };
         let algorithm = match var("SWITCHYARD_JWT_ALG").as_deref().unwrap_or(default_alg) {
             "ES256" => Algorithm::ES256,
             "RS256" => Algorithm::RS256,
