@@ -103,14 +103,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .with_context(|| format!("no {name} subgraph"))
     };
     let event_stores = crate::events::Stores {
+        accounts: store(switchyard_accounts::NAME)?,
         engagement: store(switchyard_engagement::NAME)?,
         posts: store(switchyard_posts::NAME)?,
+        notifications: store(switchyard_notifications::NAME)?,
     };
     let mut workers = Vec::new();
-    for name in [
-        crate::events::WorkerName::Relay,
-        crate::events::WorkerName::Counters,
-    ] {
+    for name in crate::events::WorkerName::ALL {
         let (event_stores, events, bus_args, invalidator, stop) = (
             event_stores.clone(),
             events.clone(),
@@ -119,7 +118,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             stop_rx.clone(),
         );
         workers.push(tokio::spawn(async move {
-            crate::events::run(name, event_stores, events, &bus_args, invalidator, stop).await
+            crate::events::run(
+                name,
+                event_stores,
+                events,
+                &bus_args,
+                invalidator,
+                switchyard_kit::deployment::Environment::Development,
+                stop,
+            )
+            .await
         }));
     }
 
@@ -156,7 +164,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.store.shards
     );
     println!(
-        "  events      {} (relay and counters worker in this process)",
+        "  events      {} (relay and the counters, notifications, push and cache workers in this process)",
         if args.bus.redis_url.is_some() {
             "Redis Streams"
         } else {

@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use switchyard_kit::ShardedStore;
 use switchyard_kit::deployment::{self, Secret};
 use switchyard_kit::events::embedded::EmbeddedBus;
-use switchyard_kit::events::invalidation::CacheInvalidator;
+use switchyard_kit::events::invalidation::{CacheInvalidator, CacheWorker};
 use switchyard_kit::events::redis_bus::RedisBus;
 use switchyard_kit::events::relay::Relay;
 use switchyard_kit::events::worker::{Worker, WorkerOptions};
@@ -93,10 +93,29 @@ impl BusArgs {
 /// The workers this binary runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum WorkerName {
-    /// Moves every subgraph's outbox (engagement, posts) to the bus.
+    /// Moves every subgraph's outbox (posts, engagement, notifications) to the bus.
     Relay,
     /// Keeps the engagement counts and the followers mirror.
     Counters,
+    /// Fans posts' and engagement's events out to inboxes and the push queue.
+    Notifications,
+    /// Sends the push queue to APNs and FCM (the log provider where none is configured, in
+    /// development).
+    Push,
+    /// Turns posts' and accounts' events into router cache invalidations (needs
+    /// `--cache-invalidation-url`).
+    Cache,
+}
+
+impl WorkerName {
+    /// Every worker, in the order `switchyard dev` starts them.
+    pub const ALL: [WorkerName; 5] = [
+        WorkerName::Relay,
+        WorkerName::Counters,
+        WorkerName::Notifications,
+        WorkerName::Push,
+        WorkerName::Cache,
+    ];
 }
 
 /// How often an idle relay looks at the outboxes.
@@ -105,26 +124,36 @@ pub const RELAY_POLL: Duration = Duration::from_millis(50);
 /// The stores the workers need: every subgraph that emits events.
 #[derive(Clone)]
 pub struct Stores {
+    pub accounts: Arc<ShardedStore>,
     pub engagement: Arc<ShardedStore>,
     pub posts: Arc<ShardedStore>,
+    pub notifications: Arc<ShardedStore>,
 }
 
 impl Stores {
     pub async fn connect(store: &StoreArgs) -> anyhow::Result<Self> {
         Ok(Self {
+            accounts: store
+                .connect(crate::subgraphs::find(switchyard_accounts::NAME)?)
+                .await?,
             engagement: store
                 .connect(crate::subgraphs::find(switchyard_engagement::NAME)?)
                 .await?,
             posts: store
                 .connect(crate::subgraphs::find(switchyard_posts::NAME)?)
                 .await?,
+            notifications: store
+                .connect(crate::subgraphs::find(switchyard_notifications::NAME)?)
+                .await?,
         })
     }
 
-    fn emitters(&self) -> [(&'static str, Arc<ShardedStore>); 2] {
+    fn emitters(&self) -> [(&'static str, Arc<ShardedStore>); 4] {
         [
+            (switchyard_accounts::NAME, self.accounts.clone()),
             (switchyard_engagement::NAME, self.engagement.clone()),
             (switchyard_posts::NAME, self.posts.clone()),
+            (switchyard_notifications::NAME, self.notifications.clone()),
         ]
     }
 }
@@ -136,6 +165,7 @@ pub async fn run(
     bus: Arc<dyn EventBus>,
     args: &BusArgs,
     invalidator: Option<CacheInvalidator>,
+    environment: deployment::Environment,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -155,16 +185,61 @@ pub async fn run(
             if let Some(invalidator) = invalidator {
                 counters = counters.with_invalidator(invalidator);
             }
-            let worker = Worker::new(
-                bus,
-                &args.streams(),
-                Arc::new(counters),
-                WorkerOptions::default(),
-            )
-            .await
-            .map_err(anyhow::Error::msg)?;
-            worker.run(stopped(stop)).await;
+            consume(bus, args, Arc::new(counters), stopped(stop)).await?;
+        }
+        WorkerName::Notifications => {
+            let fanout = switchyard_notifications::fanout::Fanout::new(
+                stores.notifications,
+                Default::default(),
+            );
+            consume(bus, args, Arc::new(fanout), stopped(stop)).await?;
+        }
+        WorkerName::Push => {
+            let providers = switchyard_notifications::push::config::providers_from_env(environment)
+                .map_err(anyhow::Error::msg)?;
+            tracing::info!(
+                ios = providers.ios.name(),
+                android = providers.android.name(),
+                "push providers"
+            );
+            let pusher =
+                switchyard_notifications::push::Pusher::new(stores.notifications, providers);
+            consume(bus, args, Arc::new(pusher), stopped(stop)).await?;
+        }
+        WorkerName::Cache => {
+            let invalidator = invalidator.context(
+                "the cache worker needs --cache-invalidation-url (SWITCHYARD_CACHE_INVALIDATION_URL)",
+            )?;
+            let worker = CacheWorker::new(
+                invalidator,
+                &[switchyard_posts::NAME, switchyard_accounts::NAME],
+                cache_tags,
+            );
+            consume(bus, args, Arc::new(worker), stopped(stop)).await?;
         }
     }
+    Ok(())
+}
+
+/// The tags an event makes stale, by the subgraph that emitted it.
+fn cache_tags(event: &switchyard_kit::events::Event) -> Vec<String> {
+    match event.domain.as_str() {
+        switchyard_posts::NAME => switchyard_posts::schema::cache_tags(event),
+        switchyard_accounts::NAME => switchyard_accounts::schema::cache_tags(event),
+        _ => vec![],
+    }
+}
+
+/// Runs `handler` as a consumer group until `stop`.
+async fn consume(
+    bus: Arc<dyn EventBus>,
+    args: &BusArgs,
+    handler: Arc<dyn switchyard_kit::events::worker::Handler>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let worker = Worker::new(bus, &args.streams(), handler, WorkerOptions::default())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    worker.run(stop).await;
     Ok(())
 }

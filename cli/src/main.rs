@@ -80,7 +80,8 @@ enum Command {
         #[command(subcommand)]
         command: PqCommand,
     },
-    /// Run one worker of the event pipeline: `relay` (outboxes to the bus) or `counters`.
+    /// Run one worker of the event pipeline: `relay` (outboxes to the bus), `counters`,
+    /// `notifications` (inbox fan-out) or `push` (APNs and FCM).
     Worker {
         name: events::WorkerName,
         #[command(flatten)]
@@ -292,7 +293,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let _ = stop_tx.send(true);
             });
             tracing::info!(worker = ?name, "running");
-            events::run(name, stores, events, &bus, invalidator, stop_rx).await
+            events::run(
+                name,
+                stores,
+                events,
+                &bus,
+                invalidator,
+                environment,
+                stop_rx,
+            )
+            .await
         }
         Command::Events {
             command:

@@ -10,6 +10,7 @@ pub const ALL: &[SubgraphDef] = &[
     switchyard_accounts::SUBGRAPH,
     switchyard_posts::SUBGRAPH,
     switchyard_engagement::SUBGRAPH,
+    switchyard_notifications::SUBGRAPH,
 ];
 
 pub fn find(name: &str) -> anyhow::Result<&'static SubgraphDef> {

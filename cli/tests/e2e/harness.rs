@@ -167,6 +167,7 @@ impl Platform {
             &switchyard_accounts::SUBGRAPH,
             &switchyard_posts::SUBGRAPH,
             &switchyard_engagement::SUBGRAPH,
+            &switchyard_notifications::SUBGRAPH,
         ] {
             let config = StoreConfig::sqlite(&dir.path().join("data"), def.name, 2);
             let store = Arc::new(ShardedStore::connect(&config).await.unwrap());

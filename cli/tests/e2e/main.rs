@@ -9,6 +9,7 @@ mod hot_reload;
 mod http_errors;
 mod identity;
 mod jwt_auth;
+mod notifications;
 mod persisted_queries;
 mod rate_limit;
 mod request_path;

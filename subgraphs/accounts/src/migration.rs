@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddSignInBackoff),
             Box::new(CreateRefreshFamilies),
             Box::new(CreateIdentities),
+            Box::new(switchyard_kit::events::outbox::CreateOutbox),
         ]
     }
 }

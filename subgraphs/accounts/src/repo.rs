@@ -7,6 +7,8 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
     TransactionTrait,
 };
+use switchyard_kit::events::kinds;
+use switchyard_kit::events::outbox::{self, NewEvent};
 use switchyard_kit::id::shard_of;
 use switchyard_kit::store::{group_by_shard, is_unique_violation};
 use switchyard_kit::{ApiError, ApiResult, Session, validate};
@@ -183,13 +185,39 @@ pub async fn update_profile(
         active.avatar_url = Set(url);
     }
     active.updated_at = Set(Utc::now());
-    let updated = match active.update(conn).await {
+    // The change and its event in one transaction: workers (cache invalidation, anything
+    // that shows names) learn of every profile change, including ones made off the router.
+    let written = async {
+        let txn = conn.begin().await?;
+        let model = active.update(&txn).await?;
+        let changed: Vec<&str> = [
+            ("handle", new_handle.is_some()),
+            ("display_name", model.display_name != current.display_name),
+            ("bio", model.bio != current.bio),
+            ("avatar_url", model.avatar_url != current.avatar_url),
+        ]
+        .into_iter()
+        .filter_map(|(field, changed)| changed.then_some(field))
+        .collect();
+        outbox::record(
+            &txn,
+            NewEvent::new(
+                kinds::PROFILE_UPDATED,
+                format!("User:{id}"),
+                serde_json::json!({"user_id": id, "fields": changed}),
+            ),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok::<_, ApiError>(model)
+    };
+    let updated = match written.await {
         Ok(model) => model,
         Err(err) => {
             if let Some(handle) = &new_handle {
                 release_handle(session, handle, id).await;
             }
-            return Err(err.into());
+            return Err(err);
         }
     };
     if new_handle.is_some() {

@@ -430,3 +430,13 @@ impl Mutation {
         Ok(User(user))
     }
 }
+
+/// The cache tags an event of this subgraph makes stale, for the cache worker.
+pub fn cache_tags(event: &switchyard_kit::events::Event) -> Vec<String> {
+    match (event.kind.as_str(), event.id_field("user_id")) {
+        (switchyard_kit::events::kinds::PROFILE_UPDATED, Ok(user)) => {
+            vec![cache::tag_of("User", user)]
+        }
+        _ => vec![],
+    }
+}

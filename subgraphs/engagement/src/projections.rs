@@ -17,7 +17,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseTransaction, EntityTrait, Set, Statement, TransactionTrait,
 };
 use switchyard_kit::ShardedStore;
-use switchyard_kit::events::worker::Handler;
+use switchyard_kit::events::worker::{Handler, HandlerError};
 use switchyard_kit::events::{Event, processed};
 use switchyard_kit::id::shard_of;
 use switchyard_kit::store::{is_unique_violation, placeholder};
@@ -177,7 +177,7 @@ impl Handler for Counters {
         &[crate::NAME]
     }
 
-    async fn handle(&self, event: &Event) -> Result<(), String> {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
         let delta = match event.kind.as_str() {
             kinds::POST_LIKED | kinds::COMMENT_ADDED | kinds::USER_FOLLOWED => 1,
             kinds::POST_UNLIKED | kinds::COMMENT_DELETED | kinds::USER_UNFOLLOWED => -1,
@@ -189,8 +189,9 @@ impl Handler for Counters {
                 let post = event.id_field("post_id")?;
                 self.once(shard_of(post), &event.id, post_count(post, "likes", delta))
                     .await?;
-                self.invalidate(vec![format!("{POST_ENGAGEMENT}:{post}")])
-                    .await
+                Ok(self
+                    .invalidate(vec![format!("{POST_ENGAGEMENT}:{post}")])
+                    .await?)
             }
             kinds::COMMENT_ADDED | kinds::COMMENT_DELETED => {
                 let post = event.id_field("post_id")?;
@@ -200,8 +201,9 @@ impl Handler for Counters {
                     post_count(post, "comments", delta),
                 )
                 .await?;
-                self.invalidate(vec![format!("{POST_ENGAGEMENT}:{post}")])
-                    .await
+                Ok(self
+                    .invalidate(vec![format!("{POST_ENGAGEMENT}:{post}")])
+                    .await?)
             }
             _ => {
                 let follow_id = event.id_field("follow_id")?;
@@ -236,11 +238,12 @@ impl Handler for Counters {
                     mirror,
                 )
                 .await?;
-                self.invalidate(vec![
-                    format!("{USER_FOLLOWS}:{follower_id}"),
-                    format!("{USER_FOLLOWS}:{followee_id}"),
-                ])
-                .await
+                Ok(self
+                    .invalidate(vec![
+                        format!("{USER_FOLLOWS}:{follower_id}"),
+                        format!("{USER_FOLLOWS}:{followee_id}"),
+                    ])
+                    .await?)
             }
         }
     }

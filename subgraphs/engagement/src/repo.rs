@@ -17,15 +17,8 @@ use switchyard_kit::{ApiError, ApiResult, Session, validate};
 
 use crate::entities::{comment, follow, follower, like, post_counter, user_counter};
 
-/// Event kinds this subgraph emits (docs/events.md).
-pub mod kinds {
-    pub const POST_LIKED: &str = "PostLiked";
-    pub const POST_UNLIKED: &str = "PostUnliked";
-    pub const COMMENT_ADDED: &str = "CommentAdded";
-    pub const COMMENT_DELETED: &str = "CommentDeleted";
-    pub const USER_FOLLOWED: &str = "UserFollowed";
-    pub const USER_UNFOLLOWED: &str = "UserUnfollowed";
-}
+/// The event kinds (the catalogue is shared with the workers that read them).
+pub use switchyard_kit::events::kinds;
 
 fn post_aggregate(post_id: i64) -> String {
     format!("Post:{post_id}")

@@ -15,7 +15,7 @@ use switchyard_kit::events::outbox::{self, NewEvent};
 use switchyard_kit::events::processed;
 use switchyard_kit::events::redis_bus::RedisBus;
 use switchyard_kit::events::relay::Relay;
-use switchyard_kit::events::worker::{Handler, Worker, WorkerOptions};
+use switchyard_kit::events::worker::{Handler, HandlerError, Worker, WorkerOptions};
 use switchyard_kit::events::{Event, EventBus, Streams};
 
 fn streams() -> Streams {
@@ -154,9 +154,9 @@ impl Handler for Flaky {
     fn domains(&self) -> &'static [&'static str] {
         &["t"]
     }
-    async fn handle(&self, _event: &Event) -> Result<(), String> {
+    async fn handle(&self, _event: &Event) -> Result<(), HandlerError> {
         if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail {
-            return Err("not yet".into());
+            return Err("not yet".to_owned().into());
         }
         Ok(())
     }
@@ -268,7 +268,7 @@ impl Handler for Counting {
     fn domains(&self) -> &'static [&'static str] {
         &["t"]
     }
-    async fn handle(&self, event: &Event) -> Result<(), String> {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
         let txn = self
             .store
             .primary(0)
@@ -281,7 +281,7 @@ impl Handler for Counting {
         {
             self.effects.fetch_add(1, Ordering::SeqCst);
         }
-        txn.commit().await.map_err(|e| e.to_string())
+        Ok(txn.commit().await.map_err(|e| e.to_string())?)
     }
 }
 

@@ -108,8 +108,7 @@ pub async fn delete_post(session: &Session, id: i64) -> ApiResult<bool> {
 }
 
 /// The events this subgraph emits (docs/events.md).
-pub const POST_CREATED: &str = "PostCreated";
-pub const POST_DELETED: &str = "PostDeleted";
+pub use switchyard_kit::events::kinds::{POST_CREATED, POST_DELETED};
 
 /// Posts by id: one `WHERE id IN (...)` per shard touched.
 pub async fn posts_by_ids(session: &Session, ids: &[i64]) -> ApiResult<HashMap<i64, post::Model>> {

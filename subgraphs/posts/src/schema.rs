@@ -228,3 +228,18 @@ impl Mutation {
         }
     }
 }
+
+/// The cache tags an event of this subgraph makes stale, for the cache worker (the same ones
+/// the mutations invalidate, so a post deleted off the router disappears from cached pages).
+pub fn cache_tags(event: &switchyard_kit::events::Event) -> Vec<String> {
+    use switchyard_kit::events::kinds;
+    let id = |name| event.id_field(name).ok();
+    match (event.kind.as_str(), id("post_id"), id("author_id")) {
+        (kinds::POST_CREATED, _, Some(author)) => vec![cache::tag_of(POSTS_OF_USER, author)],
+        (kinds::POST_DELETED, Some(post), Some(author)) => vec![
+            cache::tag_of("Post", post),
+            cache::tag_of(POSTS_OF_USER, author),
+        ],
+        _ => vec![],
+    }
+}

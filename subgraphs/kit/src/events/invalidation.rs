@@ -62,3 +62,53 @@ impl CacheInvalidator {
         Ok(())
     }
 }
+
+/// Which cache tags an event makes stale (each subgraph knows its own tags).
+pub type TagsOf = fn(&super::Event) -> Vec<String>;
+
+/// The cache worker (`switchyard worker cache`): every event of `domains` becomes the
+/// invalidation of the tags `tags_of` names, so a change made anywhere (a back-office job, a
+/// migration script, another worker) drops the cached responses that showed the old data. A
+/// change that did pass through a router was invalidated there already; doing it again is
+/// cheap and harmless.
+pub struct CacheWorker {
+    invalidator: CacheInvalidator,
+    domains: &'static [&'static str],
+    tags_of: TagsOf,
+}
+
+impl CacheWorker {
+    pub fn new(
+        invalidator: CacheInvalidator,
+        domains: &'static [&'static str],
+        tags_of: TagsOf,
+    ) -> Self {
+        Self {
+            invalidator,
+            domains,
+            tags_of,
+        }
+    }
+}
+
+/// The consumer group of the cache worker.
+pub const CACHE_GROUP: &str = "cache";
+
+#[async_trait::async_trait]
+impl super::worker::Handler for CacheWorker {
+    fn group(&self) -> &'static str {
+        CACHE_GROUP
+    }
+
+    fn domains(&self) -> &'static [&'static str] {
+        self.domains
+    }
+
+    async fn handle(&self, event: &super::Event) -> Result<(), super::worker::HandlerError> {
+        let tags = (self.tags_of)(event);
+        if tags.is_empty() {
+            return Ok(());
+        }
+        Ok(self.invalidator.invalidate(&tags).await?)
+    }
+}

@@ -11,6 +11,7 @@
 
 pub mod embedded;
 pub mod invalidation;
+pub mod kinds;
 pub mod outbox;
 pub mod processed;
 pub mod redis_bus;

@@ -17,7 +17,39 @@ pub trait Handler: Send + Sync {
     /// The domains whose streams it reads.
     fn domains(&self) -> &'static [&'static str];
     /// Handles one event; an error is retried.
-    async fn handle(&self, event: &Event) -> Result<(), String>;
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError>;
+}
+
+/// Why a handler failed, and when the thing it depends on asked to be called again (a push
+/// provider's `Retry-After`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    pub message: String,
+    /// Waited before the next in-place attempt (at most [`MAX_RETRY_AFTER`]).
+    pub retry_after: Option<Duration>,
+}
+
+/// The longest in-place wait a `retry_after` can ask for; longer waits leave the entry
+/// pending for a later delivery instead of holding the worker.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+impl HandlerError {
+    pub fn retry_after(message: impl Into<String>, after: Option<Duration>) -> Self {
+        Self {
+            message: message.into(),
+            retry_after: after,
+        }
+    }
+}
+
+impl From<String> for HandlerError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            retry_after: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -168,8 +200,11 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::warn!(group, event = %event.id, attempt, "handler failed: {e}");
+                    if e.retry_after.is_some_and(|after| after > MAX_RETRY_AFTER) {
+                        break;
+                    }
                     if attempt < self.options.attempts {
-                        tokio::time::sleep(wait).await;
+                        tokio::time::sleep(wait.max(e.retry_after.unwrap_or_default())).await;
                         wait *= 2;
                     }
                 }
