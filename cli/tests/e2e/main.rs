@@ -1,5 +1,6 @@
 //! End-to-end: real subgraphs and the real router on ephemeral ports, over HTTP.
 
+mod cache_worker;
 mod cross_subgraph;
 mod engagement;
 mod graphql_http_audit;
