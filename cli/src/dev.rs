@@ -118,16 +118,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             stop_rx.clone(),
         );
         workers.push(tokio::spawn(async move {
-            crate::events::run(
-                name,
-                event_stores,
-                events,
-                &bus_args,
+            let run = crate::events::Run {
+                bus: events,
+                args: bus_args,
                 invalidator,
-                switchyard_kit::deployment::Environment::Development,
-                stop,
-            )
-            .await
+                environment: switchyard_kit::deployment::Environment::Development,
+                metrics_listen: None,
+            };
+            crate::events::run(name, event_stores, run, stop).await
         }));
     }
 

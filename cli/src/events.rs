@@ -13,11 +13,12 @@ use switchyard_kit::events::embedded::EmbeddedBus;
 use switchyard_kit::events::invalidation::{CacheInvalidator, CacheWorker};
 use switchyard_kit::events::redis_bus::RedisBus;
 use switchyard_kit::events::relay::Relay;
-use switchyard_kit::events::worker::{Worker, WorkerOptions};
+use switchyard_kit::events::worker::{Handler, Worker, WorkerOptions};
 use switchyard_kit::events::{EventBus, Streams};
 use tokio::sync::watch;
 
 use crate::StoreArgs;
+use crate::worker_metrics::WorkerMetrics;
 
 /// Where events travel.
 #[derive(Args, Clone)]
@@ -158,42 +159,65 @@ impl Stores {
     }
 }
 
+/// What a worker runs with besides its stores.
+pub struct Run {
+    pub bus: Arc<dyn EventBus>,
+    pub args: BusArgs,
+    /// Drops cached responses once a projection changed (counters, cache).
+    pub invalidator: Option<CacheInvalidator>,
+    pub environment: deployment::Environment,
+    /// Serve `/metrics` here (`switchyard worker --metrics-listen`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
 /// Runs `name` until `stop` says so.
 pub async fn run(
     name: WorkerName,
     stores: Stores,
-    bus: Arc<dyn EventBus>,
-    args: &BusArgs,
-    invalidator: Option<CacheInvalidator>,
-    environment: deployment::Environment,
+    run: Run,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    match name {
+    let Run {
+        bus,
+        args,
+        invalidator,
+        environment,
+        metrics_listen,
+    } = run;
+    let mut metrics = WorkerMetrics::default();
+    let handler: Arc<dyn Handler> = match name {
         WorkerName::Relay => {
-            let relays = stores.emitters().map(|(domain, store)| {
-                let relay = Relay::new(store, domain, bus.clone(), args.streams());
-                let stop = stopped(stop.clone());
-                async move { relay.run(RELAY_POLL, stop).await }
-            });
-            futures::future::join_all(relays).await;
+            let relays: Vec<_> = stores
+                .emitters()
+                .into_iter()
+                .map(|(domain, store)| {
+                    let relay = Arc::new(Relay::new(store, domain, bus.clone(), args.streams()));
+                    metrics.relay(domain, relay.clone());
+                    relay
+                })
+                .collect();
+            let metrics = Arc::new(metrics);
+            let served = serve_metrics(metrics_listen, metrics, stopped(stop.clone()));
+            let relays = relays
+                .iter()
+                .map(|relay| relay.run(RELAY_POLL, stopped(stop.clone())));
+            let (served, _) = tokio::join!(served, futures::future::join_all(relays));
+            return served;
         }
         WorkerName::Counters => {
             let mut counters = switchyard_engagement::projections::Counters::new(stores.engagement);
             if let Some(invalidator) = invalidator {
                 counters = counters.with_invalidator(invalidator);
             }
-            consume(bus, args, Arc::new(counters), stopped(stop)).await?;
+            Arc::new(counters)
         }
-        WorkerName::Notifications => {
-            let fanout = switchyard_notifications::fanout::Fanout::new(
-                stores.notifications,
-                Default::default(),
-            );
-            consume(bus, args, Arc::new(fanout), stopped(stop)).await?;
-        }
+        WorkerName::Notifications => Arc::new(switchyard_notifications::fanout::Fanout::new(
+            stores.notifications,
+            Default::default(),
+        )),
         WorkerName::Push => {
             let providers = switchyard_notifications::push::config::providers_from_env(environment)
                 .map_err(anyhow::Error::msg)?;
@@ -202,23 +226,40 @@ pub async fn run(
                 android = providers.android.name(),
                 "push providers"
             );
-            let pusher =
-                switchyard_notifications::push::Pusher::new(stores.notifications, providers);
-            consume(bus, args, Arc::new(pusher), stopped(stop)).await?;
+            Arc::new(switchyard_notifications::push::Pusher::new(
+                stores.notifications,
+                providers,
+            ))
         }
         WorkerName::Cache => {
             let invalidator = invalidator.context(
                 "the cache worker needs --cache-invalidation-url (SWITCHYARD_CACHE_INVALIDATION_URL)",
             )?;
-            let worker = CacheWorker::new(
+            Arc::new(CacheWorker::new(
                 invalidator,
                 &[switchyard_posts::NAME, switchyard_accounts::NAME],
                 cache_tags,
-            );
-            consume(bus, args, Arc::new(worker), stopped(stop)).await?;
+            ))
         }
+    };
+    let handler = metrics.count(handler);
+    let worker = Worker::new(bus, &args.streams(), handler, WorkerOptions::default())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let served = serve_metrics(metrics_listen, Arc::new(metrics), stopped(stop.clone()));
+    let (served, ()) = tokio::join!(served, worker.run(stopped(stop)));
+    served
+}
+
+async fn serve_metrics(
+    listen: Option<std::net::SocketAddr>,
+    metrics: Arc<WorkerMetrics>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    match listen {
+        Some(listen) => crate::worker_metrics::serve(listen, metrics, stop).await,
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The tags an event makes stale, by the subgraph that emitted it.
@@ -228,18 +269,4 @@ fn cache_tags(event: &switchyard_kit::events::Event) -> Vec<String> {
         switchyard_accounts::NAME => switchyard_accounts::schema::cache_tags(event),
         _ => vec![],
     }
-}
-
-/// Runs `handler` as a consumer group until `stop`.
-async fn consume(
-    bus: Arc<dyn EventBus>,
-    args: &BusArgs,
-    handler: Arc<dyn switchyard_kit::events::worker::Handler>,
-    stop: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let worker = Worker::new(bus, &args.streams(), handler, WorkerOptions::default())
-        .await
-        .map_err(anyhow::Error::msg)?;
-    worker.run(stop).await;
-    Ok(())
 }

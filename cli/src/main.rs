@@ -7,6 +7,7 @@ mod files;
 mod pq;
 mod seed;
 mod subgraphs;
+mod worker_metrics;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -88,6 +89,10 @@ enum Command {
         store: StoreArgs,
         #[command(flatten)]
         bus: events::BusArgs,
+        /// Serve Prometheus `/metrics` here (outbox lag for the relay, handler outcomes for
+        /// the others).
+        #[arg(long, env = "SWITCHYARD_METRICS_LISTEN")]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// The event history: `switchyard events replay counters [--apply]` rebuilds a
     /// projection from it and reports every difference from the live one.
@@ -281,7 +286,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             switchyard_kit::server::serve(listener, app, shutdown_signal()).await?;
             Ok(())
         }
-        Command::Worker { name, store, bus } => {
+        Command::Worker {
+            name,
+            store,
+            bus,
+            metrics_listen,
+        } => {
             let environment = switchyard_kit::deployment::Environment::from_env(&[])
                 .map_err(anyhow::Error::msg)?;
             let invalidator = bus.invalidator(environment)?;
@@ -293,16 +303,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let _ = stop_tx.send(true);
             });
             tracing::info!(worker = ?name, "running");
-            events::run(
-                name,
-                stores,
-                events,
-                &bus,
+            let run = events::Run {
+                bus: events,
+                args: bus,
                 invalidator,
                 environment,
-                stop_rx,
-            )
-            .await
+                metrics_listen,
+            };
+            events::run(name, stores, run, stop_rx).await
         }
         Command::Events {
             command:

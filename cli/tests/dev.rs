@@ -165,6 +165,54 @@ async fn dev_starts_everything_answers_and_stops_on_ctrl_c() {
     }
     println!("like counted in {:?}", counted.elapsed());
 
+    // ...and a like of someone's post becomes their notification (the notifications and push
+    // workers run in `switchyard dev` too; the push goes to the log provider).
+    let author = graphql(
+        serde_json::json!({"query": "mutation { signUp(input: {handle: \"dev_author\", email: \"author@example.com\", password: \"correct horse battery\"}) { accessToken } }"}),
+        None,
+    )
+    .await["data"]["signUp"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = graphql(
+        serde_json::json!({"query": "mutation { createPost(input: {body: \"notify me\"}) { id } }"}),
+        Some(author.clone()),
+    )
+    .await;
+    let mine = created["data"]["createPost"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_owned();
+    let notified = Instant::now();
+    loop {
+        // Retried until the post's author is known to the notifications worker.
+        let liked = graphql(
+            serde_json::json!({"query": "mutation($p: ID!) { likePost(postId: $p) { id } }", "variables": {"p": mine}}),
+            Some(token.clone()),
+        )
+        .await;
+        assert!(liked["errors"].is_null(), "{liked}");
+        let inbox = graphql(
+            serde_json::json!({"query": "{ notifications { unreadCount edges { node { kind actor { handle } post { body } } } } }"}),
+            Some(author.clone()),
+        )
+        .await;
+        if inbox["data"]["notifications"]["unreadCount"] == 1 {
+            let node = &inbox["data"]["notifications"]["edges"][0]["node"];
+            assert_eq!(node["kind"], "LIKE", "{inbox}");
+            assert_eq!(node["actor"]["handle"], "dev_liker", "{inbox}");
+            assert_eq!(node["post"]["body"], "notify me", "{inbox}");
+            break;
+        }
+        assert!(
+            notified.elapsed() < Duration::from_secs(20),
+            "the like did not become a notification: {inbox}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("like notified in {:?}", notified.elapsed());
+
     switchyard_kit::testing::signal(&child, "INT");
     let exit = switchyard_kit::testing::wait_for_exit(&mut child, Duration::from_secs(30))
         .expect("dev did not stop on Ctrl-C");

@@ -175,8 +175,9 @@ fn compare(
             !matches!(d.args.get("scope"), Some(Value::Enum(s)) if s.as_str() == "PRIVATE");
         (max_age, public)
     });
+    // `no_cache` (-1) is published as `maxAge: 0`, Apollo's "not cacheable".
     let from_attribute = (*declared != async_graphql::CacheControl::default())
-        .then_some((declared.max_age, declared.public));
+        .then_some((declared.max_age.max(0), declared.public));
     if from_directive != from_attribute {
         problems.push(format!(
             "{at}: cache_control(..) gives {from_attribute:?} but @cacheControl gives {from_directive:?} (max age, public)"

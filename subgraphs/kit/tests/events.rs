@@ -241,6 +241,81 @@ async fn the_embedded_bus_retries_then_dead_letters() {
     retries_then_dead_letters(embedded(&dir).await).await;
 }
 
+/// Fails event 1 until event 2 was handled (a like waiting for its post's `PostCreated`), and
+/// publishes event 2 on `stream` when event 1 first fails: it arrives after the round began.
+struct Waits {
+    seen: std::sync::Mutex<Vec<u64>>,
+    bus: Arc<dyn EventBus>,
+    stream: String,
+}
+
+#[async_trait::async_trait]
+impl Handler for Waits {
+    fn group(&self) -> &'static str {
+        "waits"
+    }
+    fn domains(&self) -> &'static [&'static str] {
+        &["t"]
+    }
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        let n = event.data["n"].as_u64().unwrap();
+        let waiting = n == 1 && !self.seen.lock().unwrap().contains(&2);
+        if waiting {
+            if !self.seen.lock().unwrap().contains(&0) {
+                self.seen.lock().unwrap().push(0);
+                self.bus.publish(&self.stream, &[event(2)]).await.unwrap();
+            }
+            return Err("event 2 first".to_owned().into());
+        }
+        self.seen.lock().unwrap().push(n);
+        Ok(())
+    }
+}
+
+/// A failing entry does not hold up the others: while it waits for its retry, the round
+/// handles the rest, including an entry published after the round began.
+async fn a_failure_does_not_hold_up_the_round(bus: Arc<dyn EventBus>) {
+    let s = streams();
+    let waits = Arc::new(Waits {
+        seen: Default::default(),
+        bus: bus.clone(),
+        stream: s.all("t")[1].clone(),
+    });
+    let worker = Worker::new(
+        bus.clone(),
+        &s,
+        waits.clone(),
+        WorkerOptions {
+            retry_base: Duration::from_millis(200),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    bus.publish(&s.all("t")[0], &[event(1), event(3)])
+        .await
+        .unwrap();
+    let round = worker.run_once().await.unwrap();
+    assert_eq!(
+        (round.handled, round.failed, round.dead),
+        (3, 0, 0),
+        "{round:?}"
+    );
+    // 0 marks event 1's first failure (when event 2 was published).
+    assert_eq!(*waits.seen.lock().unwrap(), [0, 3, 2, 1]);
+}
+
+#[tokio::test]
+async fn redis_a_failure_does_not_hold_up_the_round() {
+    a_failure_does_not_hold_up_the_round(redis()).await;
+}
+
+#[tokio::test]
+async fn the_embedded_bus_a_failure_does_not_hold_up_the_round() {
+    let dir = tempfile::tempdir().unwrap();
+    a_failure_does_not_hold_up_the_round(embedded(&dir).await).await;
+}
+
 /// The outbox and processed-events tables, as a subgraph's migrator includes them.
 struct Migrator;
 

@@ -1,5 +1,7 @@
 //! The notifications GraphQL schema: the signed-in user's inbox, devices and push
-//! preferences. Nothing here is cacheable (no hints): every field is one user's own state.
+//! preferences. Nothing here may be cached: the read fields say `no-cache` (not merely no
+//! hint, which an operator's `default_max_age` could fill in), so the router never stores a
+//! response that holds an inbox, whatever else it holds.
 
 use std::sync::Arc;
 
@@ -8,6 +10,7 @@ use async_graphql::{
     Context, EmptySubscription, ID, Object, Request, Schema, SchemaBuilder, SimpleObject,
 };
 use chrono::{DateTime, Utc};
+use switchyard_kit::cache::{CacheControlScope::Private, cacheControl};
 use switchyard_kit::id::{parse_id, shard_of};
 use switchyard_kit::page::{PageRequest, encode_cursor};
 use switchyard_kit::{ApiError, ApiResult, ErrorCodes, Session, gql_id};
@@ -131,6 +134,10 @@ pub struct Query;
 #[Object]
 impl Query {
     /// The signed-in user's notifications, newest first.
+    #[graphql(
+        cache_control(no_cache, private),
+        directive = cacheControl::apply(0, Private)
+    )]
     async fn notifications(
         &self,
         ctx: &Context<'_>,
@@ -163,6 +170,10 @@ impl Query {
     }
 
     /// Which kinds push, for the signed-in user.
+    #[graphql(
+        cache_control(no_cache, private),
+        directive = cacheControl::apply(0, Private)
+    )]
     async fn notification_preferences(
         &self,
         ctx: &Context<'_>,

@@ -174,8 +174,8 @@ async fn follow(inbox: &Inbox, follow_id: i64, follower: i64, followee: i64) {
 
 /// A post, handled before anything else is published: likes of a post whose author is not
 /// known yet are retried until it is, and `settle` expects no retries.
-async fn create_post(inbox: &Inbox, post_id: i64, author: i64) {
-    inbox
+async fn create_post(inbox: &Inbox, post_id: i64, author: i64) -> Event {
+    let event = inbox
         .emit(
             "posts",
             kinds::POST_CREATED,
@@ -184,6 +184,7 @@ async fn create_post(inbox: &Inbox, post_id: i64, author: i64) {
         )
         .await;
     inbox.settle().await;
+    event
 }
 
 async fn bursts_collapse_into_one_entry_and_one_push(config: StoreConfig) {
@@ -287,7 +288,9 @@ async fn a_post_fans_out_to_every_follower_in_pages(config: StoreConfig) {
     assert_eq!(follows["edges"][0]["node"]["actorCount"], 6);
 
     let p = post(3, 1);
-    create_post(&inbox, p, author).await;
+    let created = create_post(&inbox, p, author).await;
+    // Delivered again (a worker that died half way through the pages): nothing doubles.
+    inbox.publish(&created).await;
     inbox.settle().await;
     for follower in &followers {
         let found = inbox.inbox(*follower).await;
@@ -527,3 +530,47 @@ backend_tests!(
     a_post_fans_out_to_every_follower_in_pages,
     the_inbox_api_is_the_viewers_own,
 );
+
+/// An inbox is never cacheable: `no-cache` (not merely no hint, which a router's
+/// `default_max_age` would fill in), and the schema says so to the router and the explorer.
+#[tokio::test]
+async fn the_inbox_is_never_cacheable() {
+    let problems =
+        switchyard_kit::cache::check_hints(switchyard_notifications::schema::schema_builder())
+            .await;
+    assert!(problems.is_empty(), "{problems:#?}");
+    let sdl = switchyard_notifications::sdl();
+    assert!(
+        sdl.contains("@cacheControl(maxAge: 0, scope: PRIVATE)"),
+        "{sdl}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = switchyard_kit::testing::migrated_store::<Migrator>(StoreConfig::sqlite(
+        dir.path(),
+        "notifications",
+        2,
+    ))
+    .await;
+    for query in [
+        "{ notifications { unreadCount } }",
+        "{ notificationPreferences { kind } }",
+        "{ notifications { edges { node { id } } } notificationPreferences { kind } }",
+    ] {
+        let (body, headers) = switchyard_kit::testing::execute_with_cache_headers(
+            &schema(),
+            prepare,
+            &store,
+            Viewer::user(user(0, 1)),
+            query,
+            json!({}),
+        )
+        .await;
+        assert!(body.get("errors").is_none(), "{body}");
+        assert_eq!(
+            headers.get("cache-control").map(String::as_str),
+            Some("no-cache, private"),
+            "{query}"
+        );
+    }
+}

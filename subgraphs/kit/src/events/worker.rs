@@ -129,6 +129,12 @@ impl Worker {
     }
 
     /// Claims idle entries, reads new ones, handles them all.
+    ///
+    /// An entry whose handler fails is retried in place after `retry_base`, then twice as
+    /// long, up to `attempts`; while it waits, the other entries of the round are handled and
+    /// new ones are read and handled. A failure does not hold up the entries behind it, and
+    /// the entry it may be waiting for (a post's `PostCreated` on another stream, for a like
+    /// of it) gets its turn.
     pub async fn run_once(&self) -> Result<Round, BusError> {
         let group = self.handler.group();
         let mut deliveries = Vec::new();
@@ -162,56 +168,124 @@ impl Worker {
                 .await?,
         );
         let mut round = Round::default();
-        for delivery in deliveries {
-            match self.process(&delivery).await? {
-                Outcome::Handled => round.handled += 1,
-                Outcome::Failed => round.failed += 1,
-                Outcome::Dead => round.dead += 1,
+        let mut waiting: Vec<Retry> = Vec::new();
+        loop {
+            for delivery in deliveries.drain(..) {
+                match self.first_attempt(&delivery).await? {
+                    Attempt::Done(outcome) => round.count(outcome),
+                    Attempt::Failed(e) => {
+                        match self.schedule(delivery, 1, self.options.retry_base, &e) {
+                            Some(retry) => waiting.push(retry),
+                            None => round.count(Outcome::Failed),
+                        }
+                    }
+                }
+            }
+            let Some(due) = waiting.iter().map(|r| r.due).min() else {
+                return Ok(round);
+            };
+            // Until the next retry is due, newer entries are handled.
+            let now = tokio::time::Instant::now();
+            if due > now {
+                deliveries = self
+                    .bus
+                    .read_new(
+                        &self.streams,
+                        group,
+                        &self.options.consumer,
+                        self.options.batch,
+                        due - now,
+                    )
+                    .await?;
+                if !deliveries.is_empty() {
+                    continue;
+                }
+                tokio::time::sleep_until(due).await;
+            }
+            let now = tokio::time::Instant::now();
+            let (ready, later): (Vec<Retry>, Vec<Retry>) =
+                waiting.drain(..).partition(|r| r.due <= now);
+            waiting = later;
+            for retry in ready {
+                match self.attempt(&retry.delivery).await? {
+                    Ok(()) => round.count(Outcome::Handled),
+                    Err(e) => {
+                        match self.schedule(retry.delivery, retry.attempts + 1, retry.wait * 2, &e)
+                        {
+                            Some(next) => waiting.push(next),
+                            // Left pending: claimed again after `claim_idle`, until
+                            // `max_deliveries`.
+                            None => round.count(Outcome::Failed),
+                        }
+                    }
+                }
             }
         }
-        Ok(round)
     }
 
-    async fn process(&self, delivery: &Delivery) -> Result<Outcome, BusError> {
-        let group = self.handler.group();
-        let event = match &delivery.event {
-            Ok(event) if delivery.deliveries <= self.options.max_deliveries => event,
+    /// Dead-letters what cannot be handled, else makes the first attempt.
+    async fn first_attempt(&self, delivery: &Delivery) -> Result<Attempt, BusError> {
+        match &delivery.event {
+            Ok(_) if delivery.deliveries <= self.options.max_deliveries => {}
             Ok(_) => {
                 self.dead_letter(delivery, "delivered too often").await?;
-                return Ok(Outcome::Dead);
+                return Ok(Attempt::Done(Outcome::Dead));
             }
             Err(e) => {
                 self.dead_letter(delivery, e).await?;
-                return Ok(Outcome::Dead);
-            }
-        };
-        let mut wait = self.options.retry_base;
-        for attempt in 1..=self.options.attempts.max(1) {
-            match self.handler.handle(event).await {
-                Ok(()) => {
-                    self.bus
-                        .ack(
-                            &delivery.stream,
-                            group,
-                            std::slice::from_ref(&delivery.entry),
-                        )
-                        .await?;
-                    return Ok(Outcome::Handled);
-                }
-                Err(e) => {
-                    tracing::warn!(group, event = %event.id, attempt, "handler failed: {e}");
-                    if e.retry_after.is_some_and(|after| after > MAX_RETRY_AFTER) {
-                        break;
-                    }
-                    if attempt < self.options.attempts {
-                        tokio::time::sleep(wait.max(e.retry_after.unwrap_or_default())).await;
-                        wait *= 2;
-                    }
-                }
+                return Ok(Attempt::Done(Outcome::Dead));
             }
         }
-        // Left pending: claimed again after `claim_idle`, until `max_deliveries`.
-        Ok(Outcome::Failed)
+        Ok(match self.attempt(delivery).await? {
+            Ok(()) => Attempt::Done(Outcome::Handled),
+            Err(e) => Attempt::Failed(e),
+        })
+    }
+
+    /// One call of the handler; acknowledged when it succeeds.
+    async fn attempt(&self, delivery: &Delivery) -> Result<Result<(), HandlerError>, BusError> {
+        let Ok(event) = &delivery.event else {
+            return Ok(Err("unreadable".to_owned().into()));
+        };
+        let group = self.handler.group();
+        match self.handler.handle(event).await {
+            Ok(()) => {
+                self.bus
+                    .ack(
+                        &delivery.stream,
+                        group,
+                        std::slice::from_ref(&delivery.entry),
+                    )
+                    .await?;
+                Ok(Ok(()))
+            }
+            Err(e) => {
+                tracing::warn!(group, event = %event.id, "handler failed: {e}");
+                Ok(Err(e))
+            }
+        }
+    }
+
+    /// The next in-place attempt after `attempts` failed ones, or `None` when the entry is
+    /// left for a later delivery (attempts used up, or the provider asked for a long wait).
+    fn schedule(
+        &self,
+        delivery: Delivery,
+        attempts: u32,
+        wait: Duration,
+        e: &HandlerError,
+    ) -> Option<Retry> {
+        if attempts >= self.options.attempts.max(1)
+            || e.retry_after.is_some_and(|after| after > MAX_RETRY_AFTER)
+        {
+            return None;
+        }
+        Some(Retry {
+            delivery,
+            attempts,
+            wait,
+            due: tokio::time::Instant::now() + wait.max(e.retry_after.unwrap_or_default()),
+        })
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), BusError> {
@@ -261,4 +335,29 @@ enum Outcome {
     Handled,
     Failed,
     Dead,
+}
+
+enum Attempt {
+    Done(Outcome),
+    Failed(HandlerError),
+}
+
+/// An entry waiting for its next in-place attempt.
+struct Retry {
+    delivery: Delivery,
+    /// Attempts made so far.
+    attempts: u32,
+    /// The wait before this attempt; the next one waits twice as long.
+    wait: Duration,
+    due: tokio::time::Instant,
+}
+
+impl Round {
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Handled => self.handled += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::Dead => self.dead += 1,
+        }
+    }
 }
