@@ -154,12 +154,13 @@ async fn off_router_writes_invalidate_through_the_cache_worker() {
     );
     settle().await;
     let after = profile(&platform, &handle).await;
+    let post_id = post.to_string();
     assert!(
         !after["posts"]["nodes"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|n| n["id"] == post.to_string()),
+            .any(|n| n["id"].as_str() == Some(post_id.as_str())),
         "the deleted post is gone from the cached profile: {after}"
     );
     platform.shutdown().await;

@@ -257,8 +257,8 @@ impl Handler for Waits {
     fn domains(&self) -> &'static [&'static str] {
         &["t"]
     }
-    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        let n = event.data["n"].as_u64().unwrap();
+    async fn handle(&self, handled: &Event) -> Result<(), HandlerError> {
+        let n = handled.data["n"].as_u64().unwrap();
         let waiting = n == 1 && !self.seen.lock().unwrap().contains(&2);
         if waiting {
             if !self.seen.lock().unwrap().contains(&0) {

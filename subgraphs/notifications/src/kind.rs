@@ -67,7 +67,7 @@ impl Platform {
             Platform::Ios => {
                 if token.len() < 64
                     || token.len() > 200
-                    || token.len() % 2 != 0
+                    || !token.len().is_multiple_of(2)
                     || !token.bytes().all(|b| b.is_ascii_hexdigit())
                 {
                     return Err("an APNs device token is 64 to 200 hexadecimal characters".into());
