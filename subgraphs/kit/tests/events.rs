@@ -469,3 +469,61 @@ async fn the_embedded_bus_keeps_a_bounded_stream() {
         .collect();
     assert_eq!(kept, [7, 8, 9]);
 }
+
+/// Two consumers of one bus (the workers of one process) read on connections of their own: a
+/// read blocked on a quiet stream does not hold up another consumer's read.
+#[tokio::test]
+async fn redis_blocking_reads_do_not_wait_for_each_other() {
+    let bus = redis();
+    let s = streams();
+    let (quiet, busy) = (s.all("t")[0].clone(), s.all("t")[1].clone());
+    bus.ensure_group(&quiet, "a").await.unwrap();
+    bus.ensure_group(&busy, "b").await.unwrap();
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let blocked_clients = |info: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix("blocked_clients:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let before = blocked_clients(&info);
+    let blocked = {
+        let (bus, quiet) = (bus.clone(), quiet.clone());
+        tokio::spawn(async move {
+            bus.read_new(&[quiet], "a", "blocked", 10, Duration::from_secs(10))
+                .await
+        })
+    };
+    // Wait until Redis holds that read blocked (`blocked_clients` grows; another test's
+    // blocked read could only make this wait shorter, never fail it wrongly).
+    let started = std::time::Instant::now();
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("clients")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if blocked_clients(&info) > before {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the read never blocked: {info}"
+        );
+        tokio::task::yield_now().await;
+    }
+    bus.publish(&busy, &[event(1)]).await.unwrap();
+    let busy = [busy];
+    tokio::select! {
+        read = bus.read_new(&busy, "b", "reader", 10, Duration::from_secs(10)) => {
+            assert_eq!(read.unwrap().len(), 1);
+        }
+        _ = blocked => panic!("the read waited for the other consumer's blocked read"),
+    }
+}

@@ -17,10 +17,17 @@ pub struct RedisBus {
     client: redis::Client,
     /// For short commands.
     commands: Mutex<Option<MultiplexedConnection>>,
-    /// For blocking reads, which would hold up every command queued behind them.
-    reads: Mutex<Option<MultiplexedConnection>>,
+    /// Idle connections for blocking reads, one per reader at a time: Redis serves a
+    /// connection's commands in order, so a blocked `XREADGROUP` would hold up every command
+    /// queued behind it, including another worker's read (seen as one-second stalls between
+    /// the workers of one process).
+    /// Each with the response timeout it was opened with.
+    idle_reads: std::sync::Mutex<Vec<(MultiplexedConnection, Duration)>>,
     timeout: Duration,
 }
+
+/// Idle read connections kept (one per concurrent reader; more are closed when returned).
+const MAX_IDLE_READS: usize = 16;
 
 fn backend(e: impl std::fmt::Display) -> BusError {
     BusError::Backend(e.to_string())
@@ -32,7 +39,7 @@ impl RedisBus {
         Ok(Self {
             client: redis::Client::open(url).map_err(backend)?,
             commands: Mutex::new(None),
-            reads: Mutex::new(None),
+            idle_reads: std::sync::Mutex::new(Vec::new()),
             timeout: Duration::from_secs(5),
         })
     }
@@ -47,16 +54,40 @@ impl RedisBus {
         if let Some(conn) = guard.as_ref() {
             return Ok(conn.clone());
         }
+        let conn = self.open(timeout).await?;
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn open(&self, timeout: Duration) -> Result<MultiplexedConnection, BusError> {
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(timeout))
             .set_connection_timeout(Some(self.timeout));
-        let conn = self
-            .client
+        self.client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(backend)?;
-        *guard = Some(conn.clone());
-        Ok(conn)
+            .map_err(backend)
+    }
+
+    /// A blocking read on a connection of its own; the connection is kept for the next read
+    /// unless the read failed.
+    async fn blocking(&self, block: Duration, cmd: &redis::Cmd) -> Result<Value, BusError> {
+        let needed = block + self.timeout;
+        let idle = {
+            let mut idle = self.idle_reads.lock().unwrap_or_else(|p| p.into_inner());
+            let found = idle.iter().position(|(_, timeout)| *timeout >= needed);
+            found.map(|i| idle.swap_remove(i))
+        };
+        let (mut conn, timeout) = match idle {
+            Some(idle) => idle,
+            None => (self.open(needed).await?, needed),
+        };
+        let value = cmd.query_async::<Value>(&mut conn).await.map_err(backend)?;
+        let mut idle = self.idle_reads.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_READS {
+            idle.push((conn, timeout));
+        }
+        Ok(value)
     }
 
     /// A failed command: a broken connection is dropped, so the next call reconnects.
@@ -201,7 +232,7 @@ impl EventBus for RedisBus {
         for _ in streams {
             cmd.arg(">");
         }
-        let reply = self.run(&self.reads, block + self.timeout, &cmd).await?;
+        let reply = self.blocking(block, &cmd).await?;
         let mut out = Vec::new();
         for stream_reply in items(&reply) {
             let parts = items(stream_reply);
