@@ -34,6 +34,7 @@ use switchyard_kit::store::is_unique_violation;
 use crate::entities::{audience, notification, post_author};
 use crate::kind::Kind;
 use crate::repo::add_unread;
+use crate::worker_error;
 
 /// The consumer group, and its name in `processed_events`.
 pub const GROUP: &str = "notifications";
@@ -77,10 +78,6 @@ struct Entry<'a> {
     event: &'a Event,
 }
 
-fn fail(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError::from(e.to_string())
-}
-
 impl Fanout {
     pub fn new(store: Arc<ShardedStore>, options: FanoutOptions) -> Self {
         Self { store, options }
@@ -95,7 +92,11 @@ impl Fanout {
 
     async fn begin(&self, shard: usize) -> Result<DatabaseTransaction, HandlerError> {
         self.check_shard(shard)?;
-        self.store.primary(shard).begin().await.map_err(fail)
+        self.store
+            .primary(shard)
+            .begin()
+            .await
+            .map_err(worker_error)
     }
 
     /// The author of `post`; `None` when it will never be known.
@@ -104,7 +105,7 @@ impl Fanout {
         let found = post_author::Entity::find_by_id(post)
             .one(self.store.primary(shard_of(post)))
             .await
-            .map_err(fail)?;
+            .map_err(worker_error)?;
         if let Some(found) = found {
             return Ok(Some(found.author_id));
         }
@@ -129,7 +130,7 @@ impl Fanout {
         let once = format!("{}/inbox", entry.event.id);
         if !processed::first_time(&txn, GROUP, &once)
             .await
-            .map_err(fail)?
+            .map_err(worker_error)?
         {
             return Ok(());
         }
@@ -141,7 +142,7 @@ impl Fanout {
             .order_by_desc(notification::Column::Id)
             .one(&txn)
             .await
-            .map_err(fail)?;
+            .map_err(worker_error)?;
         let window = chrono::Duration::from_std(self.options.collapse_window).unwrap_or_default();
         let (row, push) = match open {
             Some(open) => {
@@ -158,7 +159,7 @@ impl Fanout {
                 )
                 .exec(&txn)
                 .await
-                .map_err(fail)?;
+                .map_err(worker_error)?;
                 (row, push)
             }
             None => {
@@ -168,15 +169,17 @@ impl Fanout {
                 )
                 .exec_without_returning(&txn)
                 .await
-                .map_err(fail)?;
-                add_unread(&txn, entry.recipient, 1).await.map_err(fail)?;
+                .map_err(worker_error)?;
+                add_unread(&txn, entry.recipient, 1)
+                    .await
+                    .map_err(worker_error)?;
                 (row, true)
             }
         };
         if push {
             request_push(&txn, &row).await?;
         }
-        txn.commit().await.map_err(fail)
+        txn.commit().await.map_err(worker_error)
     }
 
     /// Notifies every follower of `author` of `post`, a page of the audience at a time.
@@ -192,7 +195,7 @@ impl Fanout {
                 .limit(self.options.batch.max(1))
                 .all(self.store.primary(home))
                 .await
-                .map_err(fail)?;
+                .map_err(worker_error)?;
             let Some(last) = page.last() else {
                 return Ok(());
             };
@@ -230,13 +233,13 @@ impl Fanout {
                     )
                     .exec_without_returning(&txn)
                     .await
-                    .map_err(fail)?;
+                    .map_err(worker_error)?;
                     if inserted > 0 {
-                        add_unread(&txn, recipient, 1).await.map_err(fail)?;
+                        add_unread(&txn, recipient, 1).await.map_err(worker_error)?;
                         request_push(&txn, &row).await?;
                     }
                 }
-                txn.commit().await.map_err(fail)?;
+                txn.commit().await.map_err(worker_error)?;
             }
             if !full {
                 return Ok(());
@@ -250,13 +253,13 @@ impl Fanout {
         let once = format!("{}/audience", event.id);
         if !processed::first_time(&txn, GROUP, &once)
             .await
-            .map_err(fail)?
+            .map_err(worker_error)?
         {
             return Ok(());
         }
         let undone = processed::seen(&txn, TOMBSTONES, &follow.follow_id.to_string())
             .await
-            .map_err(fail)?;
+            .map_err(worker_error)?;
         if !undone {
             match audience::Entity::insert(audience::ActiveModel::from(follow).reset_all())
                 .exec_without_returning(&txn)
@@ -264,10 +267,10 @@ impl Fanout {
             {
                 Ok(_) => {}
                 Err(e) if is_unique_violation(&e) => {}
-                Err(e) => return Err(fail(e)),
+                Err(e) => return Err(worker_error(e)),
             }
         }
-        txn.commit().await.map_err(fail)
+        txn.commit().await.map_err(worker_error)
     }
 
     async fn unfollow(
@@ -280,18 +283,18 @@ impl Fanout {
         let once = format!("{}/audience", event.id);
         if !processed::first_time(&txn, GROUP, &once)
             .await
-            .map_err(fail)?
+            .map_err(worker_error)?
         {
             return Ok(());
         }
         audience::Entity::delete_by_id(follow_id)
             .exec(&txn)
             .await
-            .map_err(fail)?;
+            .map_err(worker_error)?;
         processed::first_time(&txn, TOMBSTONES, &follow_id.to_string())
             .await
-            .map_err(fail)?;
-        txn.commit().await.map_err(fail)
+            .map_err(worker_error)?;
+        txn.commit().await.map_err(worker_error)
     }
 
     async fn post_created(&self, post: i64, author: i64) -> Result<(), HandlerError> {
@@ -307,7 +310,7 @@ impl Fanout {
         )
         .exec_without_returning(self.store.primary(shard_of(post)))
         .await;
-        inserted.map(|_| ()).map_err(fail)
+        inserted.map(|_| ()).map_err(worker_error)
     }
 }
 
@@ -354,7 +357,7 @@ async fn request_push(
         ),
     )
     .await
-    .map_err(fail)
+    .map_err(worker_error)
 }
 
 #[async_trait::async_trait]
@@ -381,7 +384,7 @@ impl Handler for Fanout {
                 post_author::Entity::delete_by_id(post)
                     .exec(self.store.primary(shard_of(post)))
                     .await
-                    .map_err(fail)?;
+                    .map_err(worker_error)?;
                 Ok(())
             }
             kinds::POST_LIKED | kinds::COMMENT_ADDED => {

@@ -17,6 +17,13 @@ use switchyard_kit::ShardedStore;
 pub use migration::Migrator;
 pub use schema::{NotificationsSchema, prepare, schema};
 
+/// A store (or other) failure inside a worker, retried like any handler error.
+pub(crate) fn worker_error(
+    e: impl std::fmt::Display,
+) -> switchyard_kit::events::worker::HandlerError {
+    e.to_string().into()
+}
+
 /// The subgraph's name in `supergraph.yaml`, shard file names and its event stream.
 pub const NAME: &str = "notifications";
 

@@ -22,6 +22,16 @@ pub const MAX_DEVICES_PER_USER: u64 = 10;
 /// Ids `markRead` accepts at once (a page of the inbox is at most 100).
 pub const MAX_MARK_READ: usize = 100;
 
+/// Refuses more than [`MAX_MARK_READ`] ids (checked before they are parsed).
+pub fn check_mark_read(count: usize) -> ApiResult<()> {
+    if count > MAX_MARK_READ {
+        return Err(ApiError::bad_input(format!(
+            "at most {MAX_MARK_READ} ids at once, got {count}"
+        )));
+    }
+    Ok(())
+}
+
 /// Registers `token` for push to `user_id`. A token is one app install: registering it again
 /// refreshes it, and registering it as another user (someone else signed in on the device)
 /// moves it, so the previous user's notifications stop reaching that phone.
@@ -173,12 +183,7 @@ pub async fn unread_count(
 /// Marks some of the user's notifications read (ids that are not theirs change nothing);
 /// answers the unread count after.
 pub async fn mark_read(session: &Session, user_id: i64, ids: &[i64]) -> ApiResult<i64> {
-    if ids.len() > MAX_MARK_READ {
-        return Err(ApiError::bad_input(format!(
-            "at most {MAX_MARK_READ} ids at once, got {}",
-            ids.len()
-        )));
-    }
+    check_mark_read(ids.len())?;
     let txn = session.writer(shard_of(user_id)).begin().await?;
     let updated = notification::Entity::update_many()
         .col_expr(notification::Column::ReadAt, Expr::value(Utc::now()))

@@ -217,13 +217,7 @@ impl Mutation {
         #[graphql(desc = "At most 100 notification ids.")] ids: Vec<ID>,
     ) -> ApiResult<i64> {
         let user = signed_in(ctx)?;
-        if ids.len() > repo::MAX_MARK_READ {
-            return Err(ApiError::bad_input(format!(
-                "at most {} ids at once, got {}",
-                repo::MAX_MARK_READ,
-                ids.len()
-            )));
-        }
+        repo::check_mark_read(ids.len())?;
         let shards = session(ctx).store().shard_count();
         let ids = ids
             .iter()

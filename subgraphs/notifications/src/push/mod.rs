@@ -24,7 +24,7 @@ use switchyard_kit::events::{Event, kinds, processed};
 use switchyard_kit::id::shard_of;
 
 use crate::kind::{Kind, Platform};
-use crate::repo;
+use crate::{repo, worker_error};
 
 /// The consumer group, and its name in `processed_events`.
 pub const GROUP: &str = "push";
@@ -110,10 +110,6 @@ pub struct Pusher {
     providers: Providers,
 }
 
-fn fail(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError::from(e.to_string())
-}
-
 impl Pusher {
     pub fn new(store: Arc<ShardedStore>, providers: Providers) -> Self {
         Self { store, providers }
@@ -137,15 +133,21 @@ impl Pusher {
             return Ok(Sent::default());
         };
         let conn = self.store.primary(shard);
-        let wants = repo::preferences(conn, recipient).await.map_err(fail)?;
+        let wants = repo::preferences(conn, recipient)
+            .await
+            .map_err(worker_error)?;
         if !wants.iter().any(|(k, push)| *k == kind && *push) {
             return Ok(Sent::default());
         }
-        let devices = repo::devices_of(conn, recipient).await.map_err(fail)?;
+        let devices = repo::devices_of(conn, recipient)
+            .await
+            .map_err(worker_error)?;
         if devices.is_empty() {
             return Ok(Sent::default());
         }
-        let badge = repo::unread_count(conn, recipient).await.map_err(fail)?;
+        let badge = repo::unread_count(conn, recipient)
+            .await
+            .map_err(worker_error)?;
         let actors = event
             .data
             .get("actor_count")
@@ -174,7 +176,10 @@ impl Pusher {
         let mut retry: Option<(String, Option<Duration>)> = None;
         for device in devices {
             let once = format!("{}/{}", event.id, device.id);
-            if processed::seen(conn, GROUP, &once).await.map_err(fail)? {
+            if processed::seen(conn, GROUP, &once)
+                .await
+                .map_err(worker_error)?
+            {
                 continue;
             }
             let Some(platform) = Platform::parse(&device.platform) else {
@@ -186,7 +191,7 @@ impl Pusher {
                     sent.delivered += 1;
                     processed::first_time(conn, GROUP, &once)
                         .await
-                        .map_err(fail)?;
+                        .map_err(worker_error)?;
                 }
                 Outcome::Unregistered(reason) => {
                     sent.pruned += 1;
@@ -197,7 +202,7 @@ impl Pusher {
                     );
                     repo::prune_device(&self.store, &device)
                         .await
-                        .map_err(fail)?;
+                        .map_err(worker_error)?;
                 }
                 Outcome::Rejected(reason) => {
                     sent.rejected += 1;
@@ -208,15 +213,15 @@ impl Pusher {
                     );
                     processed::first_time(conn, GROUP, &once)
                         .await
-                        .map_err(fail)?;
+                        .map_err(worker_error)?;
                 }
                 Outcome::Retry { reason, after } => {
                     sent.retry += 1;
-                    let after = match (&retry, after) {
-                        (Some((_, Some(a))), Some(b)) => Some((*a).max(b)),
-                        (Some((_, a)), b) => a.or(b),
-                        (None, b) => b,
-                    };
+                    // The longest wait any provider asked for.
+                    let after = [retry.and_then(|(_, a)| a), after]
+                        .into_iter()
+                        .flatten()
+                        .max();
                     retry = Some((format!("{}: {reason}", provider.name()), after));
                 }
             }
