@@ -2,6 +2,7 @@
 
 use sea_orm_migration::prelude::*;
 use switchyard_kit::events::{outbox::CreateOutbox, processed::CreateProcessedEvents};
+use switchyard_kit::migration::{at, count, create_all, id};
 
 pub struct Migrator;
 
@@ -76,25 +77,6 @@ enum UserCounters {
     Following,
 }
 
-fn id(column: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(column).big_integer().not_null().to_owned()
-}
-
-fn at(column: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(column)
-        .timestamp_with_time_zone()
-        .not_null()
-        .to_owned()
-}
-
-fn count(column: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(column)
-        .big_integer()
-        .not_null()
-        .default(0)
-        .to_owned()
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for CreateEngagementTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -147,9 +129,6 @@ impl MigrationTrait for CreateEngagementTables {
                 .col(count(UserCounters::Following))
                 .to_owned(),
         ];
-        for table in tables {
-            manager.create_table(table).await?;
-        }
         let indexes = [
             // A user's likes of a page of posts (viewerHasLiked).
             Index::create()
@@ -179,11 +158,6 @@ impl MigrationTrait for CreateEngagementTables {
                 .col(Followers::Id)
                 .to_owned(),
         ];
-        for mut index in indexes {
-            manager
-                .create_index(index.if_not_exists().to_owned())
-                .await?;
-        }
-        Ok(())
+        create_all(manager, tables, indexes).await
     }
 }

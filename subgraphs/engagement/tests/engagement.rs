@@ -8,8 +8,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchyard_engagement::projections::Counters;
 use switchyard_engagement::{Migrator, NAME, prepare, schema};
-use switchyard_kit::events::embedded::EmbeddedBus;
-use switchyard_kit::events::redis_bus::RedisBus;
 use switchyard_kit::events::relay::Relay;
 use switchyard_kit::events::worker::{Handler, Worker, WorkerOptions};
 use switchyard_kit::events::{EventBus, Streams};
@@ -39,24 +37,9 @@ fn options(consumer: &str) -> WorkerOptions {
 impl Engagement {
     async fn new(config: StoreConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let postgres = config
-            .shards
-            .first()
-            .is_some_and(|s| s.primary.starts_with("postgres"));
+        let bus = switchyard_kit::testing::bus_for(&config, dir.path()).await;
         let store = switchyard_kit::testing::migrated_store::<Migrator>(config).await;
-        let bus: Arc<dyn EventBus> = if postgres {
-            Arc::new(RedisBus::new("redis://127.0.0.1:6379").unwrap())
-        } else {
-            Arc::new(
-                EmbeddedBus::open(&dir.path().join("events.db"))
-                    .await
-                    .unwrap(),
-            )
-        };
-        let streams = Streams {
-            prefix: format!("test:{}:{}:", std::process::id(), rand::random::<u32>()),
-            partitions: 2,
-        };
+        let streams = switchyard_kit::testing::test_streams(2);
         let relay = Relay::new(store.clone(), NAME, bus.clone(), streams.clone());
         let worker = Worker::new(
             bus.clone(),

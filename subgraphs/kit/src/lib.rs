@@ -6,6 +6,7 @@ pub mod error;
 pub mod events;
 pub mod id;
 pub mod loader;
+pub mod migration;
 pub mod page;
 pub mod server;
 pub mod store;
@@ -28,6 +29,21 @@ pub fn viewer(ctx: &async_graphql::Context<'_>) -> Viewer {
 /// The GraphQL `ID` of a stored row: its id in decimal.
 pub fn gql_id(id: i64) -> async_graphql::ID {
     async_graphql::ID(id.to_string())
+}
+
+/// The SDL a subgraph serves at `_service.sdl` (and `switchyard schema export` writes): the
+/// federation form, with our composed directives (`@cacheControl`).
+pub fn federation_sdl<Q, M, S>(schema: &async_graphql::Schema<Q, M, S>) -> String
+where
+    Q: async_graphql::ObjectType + 'static,
+    M: async_graphql::ObjectType + 'static,
+    S: async_graphql::SubscriptionType + 'static,
+{
+    schema.sdl_with_options(
+        async_graphql::SDLExportOptions::new()
+            .federation()
+            .compose_directive(),
+    )
 }
 
 /// What the `switchyard` binary needs to know to run, migrate and export one subgraph.

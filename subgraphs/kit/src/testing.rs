@@ -227,3 +227,34 @@ pub fn wait_for_exit(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The bus a store test runs its pipeline on: the real Redis when the shards are PostgreSQL
+/// (the deployment shape), the embedded bus in `dir` when they are SQLite files.
+pub async fn bus_for(
+    config: &StoreConfig,
+    dir: &std::path::Path,
+) -> std::sync::Arc<dyn crate::events::EventBus> {
+    let postgres = config
+        .shards
+        .first()
+        .is_some_and(|s| s.primary.starts_with("postgres"));
+    if postgres {
+        std::sync::Arc::new(
+            crate::events::redis_bus::RedisBus::new("redis://127.0.0.1:6379").expect("redis url"),
+        )
+    } else {
+        std::sync::Arc::new(
+            crate::events::embedded::EmbeddedBus::open(&dir.join("events.db"))
+                .await
+                .expect("embedded bus"),
+        )
+    }
+}
+
+/// Stream names of their own for one test (tests share the Redis server), `partitions` each.
+pub fn test_streams(partitions: u32) -> crate::events::Streams {
+    crate::events::Streams {
+        prefix: format!("test:{}:{}:", std::process::id(), rand::random::<u32>()),
+        partitions,
+    }
+}

@@ -19,10 +19,7 @@ use switchyard_kit::events::worker::{Handler, HandlerError, Worker, WorkerOption
 use switchyard_kit::events::{Event, EventBus, Streams};
 
 fn streams() -> Streams {
-    Streams {
-        prefix: format!("test:{}:{}:", std::process::id(), rand::random::<u32>()),
-        partitions: 2,
-    }
+    switchyard_kit::testing::test_streams(2)
 }
 
 fn redis() -> Arc<dyn EventBus> {

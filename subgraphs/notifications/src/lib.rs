@@ -29,11 +29,7 @@ pub const NAME: &str = "notifications";
 
 /// The SDL this subgraph serves at `_service.sdl` (and `switchyard schema export` writes).
 pub fn sdl() -> String {
-    schema().sdl_with_options(
-        async_graphql::SDLExportOptions::new()
-            .federation()
-            .compose_directive(),
-    )
+    switchyard_kit::federation_sdl(&schema())
 }
 
 /// The subgraph's HTTP routes over `store`.

@@ -2,6 +2,7 @@
 
 use sea_orm_migration::prelude::*;
 use switchyard_kit::events::{outbox::CreateOutbox, processed::CreateProcessedEvents};
+use switchyard_kit::migration::{at, count, create_all, id, text};
 
 pub struct Migrator;
 
@@ -82,21 +83,6 @@ enum Audience {
     FollowerId,
 }
 
-fn id(column: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(column).big_integer().not_null().to_owned()
-}
-
-fn at(column: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(column)
-        .timestamp_with_time_zone()
-        .not_null()
-        .to_owned()
-}
-
-fn text(column: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(column).text().not_null().to_owned()
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for CreateNotificationTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -129,12 +115,7 @@ impl MigrationTrait for CreateNotificationTables {
                 .table(InboxState::Table)
                 .if_not_exists()
                 .col(id(InboxState::UserId).primary_key())
-                .col(
-                    ColumnDef::new(InboxState::Unread)
-                        .big_integer()
-                        .not_null()
-                        .default(0),
-                )
+                .col(count(InboxState::Unread))
                 .to_owned(),
             Table::create()
                 .table(Devices::Table)
@@ -172,9 +153,6 @@ impl MigrationTrait for CreateNotificationTables {
                 .col(id(Audience::FollowerId))
                 .to_owned(),
         ];
-        for table in tables {
-            manager.create_table(table).await?;
-        }
         let indexes = [
             // The inbox, newest first.
             Index::create()
@@ -220,11 +198,6 @@ impl MigrationTrait for CreateNotificationTables {
                 .col(Audience::FollowId)
                 .to_owned(),
         ];
-        for mut index in indexes {
-            manager
-                .create_index(index.if_not_exists().to_owned())
-                .await?;
-        }
-        Ok(())
+        create_all(manager, tables, indexes).await
     }
 }

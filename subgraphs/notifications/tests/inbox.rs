@@ -8,9 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
-use switchyard_kit::events::embedded::EmbeddedBus;
 use switchyard_kit::events::outbox;
-use switchyard_kit::events::redis_bus::RedisBus;
 use switchyard_kit::events::worker::{Worker, WorkerOptions};
 use switchyard_kit::events::{Event, EventBus, Streams, kinds};
 use switchyard_kit::id::compose_id;
@@ -30,24 +28,9 @@ struct Inbox {
 impl Inbox {
     async fn new(config: StoreConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let postgres = config
-            .shards
-            .first()
-            .is_some_and(|s| s.primary.starts_with("postgres"));
+        let bus = switchyard_kit::testing::bus_for(&config, dir.path()).await;
         let store = switchyard_kit::testing::migrated_store::<Migrator>(config).await;
-        let bus: Arc<dyn EventBus> = if postgres {
-            Arc::new(RedisBus::new("redis://127.0.0.1:6379").unwrap())
-        } else {
-            Arc::new(
-                EmbeddedBus::open(&dir.path().join("events.db"))
-                    .await
-                    .unwrap(),
-            )
-        };
-        let streams = Streams {
-            prefix: format!("test:{}:{}:", std::process::id(), rand::random::<u32>()),
-            partitions: 2,
-        };
+        let streams = switchyard_kit::testing::test_streams(2);
         let fanout = Fanout::new(
             store.clone(),
             FanoutOptions {
