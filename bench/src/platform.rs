@@ -30,7 +30,7 @@ impl Platform {
         let mut stores = Vec::new();
         for def in [&switchyard_accounts::SUBGRAPH, &switchyard_posts::SUBGRAPH] {
             let config = StoreConfig::sqlite(&dir.path().join("data"), def.name, 4);
-            let store = Arc::new(ShardedStore::connect(&config).await?);
+            let store = Arc::new(ShardedStore::connect_as(def.name, &config).await?);
             (def.migrate)(&store).await?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             urls.push_str(&format!(

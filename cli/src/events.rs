@@ -18,7 +18,6 @@ use switchyard_kit::events::{EventBus, Streams};
 use tokio::sync::watch;
 
 use crate::StoreArgs;
-use crate::worker_metrics::WorkerMetrics;
 
 /// Where events travel.
 #[derive(Args, Clone)]
@@ -109,6 +108,17 @@ pub enum WorkerName {
 }
 
 impl WorkerName {
+    /// The name on the command line (and in the worker's `service.name`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerName::Relay => "relay",
+            WorkerName::Counters => "counters",
+            WorkerName::Notifications => "notifications",
+            WorkerName::Push => "push",
+            WorkerName::Cache => "cache",
+        }
+    }
+
     /// Every worker, in the order `switchyard dev` starts them.
     pub const ALL: [WorkerName; 5] = [
         WorkerName::Relay,
@@ -187,20 +197,18 @@ pub async fn run(
         environment,
         metrics_listen,
     } = run;
-    let mut metrics = WorkerMetrics::default();
     let handler: Arc<dyn Handler> = match name {
         WorkerName::Relay => {
             let relays: Vec<_> = stores
                 .emitters()
                 .into_iter()
                 .map(|(domain, store)| {
-                    let relay = Arc::new(Relay::new(store, domain, bus.clone(), args.streams()));
-                    metrics.relay(domain, relay.clone());
+                    let relay = Relay::new(store, domain, bus.clone(), args.streams());
+                    relay.watch_metrics();
                     relay
                 })
                 .collect();
-            let metrics = Arc::new(metrics);
-            let served = serve_metrics(metrics_listen, metrics, stopped(stop.clone()));
+            let served = serve_metrics(metrics_listen, stopped(stop.clone()));
             let relays = relays
                 .iter()
                 .map(|relay| relay.run(RELAY_POLL, stopped(stop.clone())));
@@ -242,22 +250,20 @@ pub async fn run(
             ))
         }
     };
-    let handler = metrics.count(handler);
     let worker = Worker::new(bus, &args.streams(), handler, WorkerOptions::default())
         .await
         .map_err(anyhow::Error::msg)?;
-    let served = serve_metrics(metrics_listen, Arc::new(metrics), stopped(stop.clone()));
+    let served = serve_metrics(metrics_listen, stopped(stop.clone()));
     let (served, ()) = tokio::join!(served, worker.run(stopped(stop)));
     served
 }
 
 async fn serve_metrics(
     listen: Option<std::net::SocketAddr>,
-    metrics: Arc<WorkerMetrics>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     match listen {
-        Some(listen) => crate::worker_metrics::serve(listen, metrics, stop).await,
+        Some(listen) => crate::worker_metrics::serve(listen, stop).await,
         None => Ok(()),
     }
 }

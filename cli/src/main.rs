@@ -7,6 +7,7 @@ mod files;
 mod pq;
 mod seed;
 mod subgraphs;
+mod telemetry;
 mod worker_metrics;
 
 use std::net::SocketAddr;
@@ -26,6 +27,8 @@ use switchyard_kit::ShardedStore;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    telemetry: telemetry::TelemetryArgs,
 }
 
 #[derive(Subcommand)]
@@ -186,7 +189,7 @@ impl StoreArgs {
         def: &switchyard_kit::SubgraphDef,
     ) -> anyhow::Result<Arc<ShardedStore>> {
         let config = subgraphs::store_config(def, &self.data_dir, self.shards)?;
-        let store = ShardedStore::connect(&config)
+        let store = ShardedStore::connect_as(def.name, &config)
             .await
             .with_context(|| format!("subgraph {}", def.name))?;
         Ok(Arc::new(store))
@@ -228,17 +231,26 @@ fn main() -> std::process::ExitCode {
         };
         return exit(Err(switchyard_router::exec(&options, listen)));
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
-        )
-        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => return exit(Err(err.into())),
     };
-    exit(runtime.block_on(run(cli)))
+    exit(runtime.block_on(async move {
+        let telemetry = cli.telemetry.init(service_name(&cli.command))?;
+        let result = run(cli).await;
+        telemetry.shutdown().await;
+        result
+    }))
+}
+
+/// The `service.name` of this process's spans.
+fn service_name(command: &Command) -> String {
+    match command {
+        Command::Dev(_) => "switchyard-dev".to_owned(),
+        Command::Subgraph { name, .. } => format!("switchyard-{name}"),
+        Command::Worker { name, .. } => format!("switchyard-worker-{}", name.as_str()),
+        _ => "switchyard-cli".to_owned(),
+    }
 }
 
 fn exit(result: anyhow::Result<()>) -> std::process::ExitCode {

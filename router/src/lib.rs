@@ -78,6 +78,13 @@ pub fn command(
             switchyard_wire::deployment::ENV_VAR,
             deployment::name(environment),
         );
+    // One switch for every process: spans are exported where an OTLP endpoint is set. The
+    // router YAML reads the boolean apollo-router needs.
+    use switchyard_wire::names::{OTLP_ENABLED_ENV, OTLP_ENDPOINT_ENV};
+    if std::env::var_os(OTLP_ENABLED_ENV).is_none() {
+        let on = std::env::var(OTLP_ENDPOINT_ENV).is_ok_and(|e| !e.trim().is_empty());
+        command.env(OTLP_ENABLED_ENV, if on { "true" } else { "false" });
+    }
     Ok(command)
 }
 

@@ -17,3 +17,8 @@ pub const SECRET_HEADER: &str = "x-switchyard-router-secret";
 pub const TAGS_HEADER: &str = "x-switchyard-cache-tags";
 /// The cache tags a mutation changed.
 pub const INVALIDATE_HEADER: &str = "x-switchyard-cache-invalidate";
+
+/// The OTLP collector every process sends spans to; tracing is off where it is unset.
+pub const OTLP_ENDPOINT_ENV: &str = "SWITCHYARD_OTLP_ENDPOINT";
+/// The router YAML's tracing switch, derived from [`OTLP_ENDPOINT_ENV`] when unset.
+pub const OTLP_ENABLED_ENV: &str = "SWITCHYARD_OTLP_ENABLED";

@@ -170,7 +170,7 @@ impl Platform {
             &switchyard_notifications::SUBGRAPH,
         ] {
             let config = StoreConfig::sqlite(&dir.path().join("data"), def.name, 2);
-            let store = Arc::new(ShardedStore::connect(&config).await.unwrap());
+            let store = Arc::new(ShardedStore::connect_as(def.name, &config).await.unwrap());
             (def.migrate)(&store).await.unwrap();
             stores.push(store.clone());
             subgraphs.push(

@@ -89,6 +89,7 @@ struct Front {
     authenticate: Option<Arc<JwtAuth>>,
     safelist: Option<PersistedQueries>,
     cache: Option<Arc<ResponseCache>>,
+    refusals: opentelemetry::metrics::Counter<u64>,
 }
 
 pub struct Pipeline {
@@ -143,6 +144,16 @@ impl Plugin for Pipeline {
                 authenticate: authenticate.clone(),
                 safelist,
                 cache: cache.clone(),
+                refusals: {
+                    use opentelemetry::metrics::MeterProvider;
+                    apollo_router::metrics::meter_provider()
+                        .meter("switchyard")
+                        .u64_counter("switchyard.pipeline.refusals")
+                        .with_description(
+                            "Requests the front stages refused, by stage and error code",
+                        )
+                        .build()
+                },
             }),
             authenticate,
             limits,
@@ -260,35 +271,57 @@ impl Front {
         Ok(response)
     }
 
-    /// Stages 3 to 8.
+    /// Stages 3 to 8, each in its own span (children of apollo-router's `router` span, so a
+    /// trace shows where the front door spent its time) and each refusal counted by stage and
+    /// code.
     async fn stages(
         &self,
         mut parts: http::request::Parts,
         body: router::Body,
         context: &Context,
     ) -> Result<Step, Refusal> {
+        use tracing::{Instrument, info_span};
         // 3. read
-        let mut request = read::read(&self.read, &parts, body).await?;
+        let mut request = read::read(&self.read, &parts, body)
+            .instrument(info_span!("switchyard.read"))
+            .await
+            .map_err(|r| self.refused("read", r))?;
         // 4. authenticate
         if let Some(authenticate) = &self.authenticate {
-            authenticate.authenticate(&parts.headers, context).await?;
+            authenticate
+                .authenticate(&parts.headers, context)
+                .instrument(info_span!("switchyard.authenticate"))
+                .await
+                .map_err(|r| self.refused("authenticate", r))?;
         }
         // 5. safelist
         if let Some(safelist) = &self.safelist {
-            safelist.check(&mut request)?;
+            info_span!("switchyard.safelist")
+                .in_scope(|| safelist.check(&mut request))
+                .map_err(|r| self.refused("safelist", r))?;
         }
         // 6. document
-        document::prepare(&self.read, &mut request)?;
+        info_span!("switchyard.document")
+            .in_scope(|| document::prepare(&self.read, &mut request))
+            .map_err(|r| self.refused("document", r))?;
         // 7. cache lookup
         if let Some(cache) = &self.cache {
-            match cache.lookup(&request, &parts.headers, context).await {
+            let span = info_span!("switchyard.cache_lookup", hit = tracing::field::Empty);
+            let found = cache
+                .lookup(&request, &parts.headers, context)
+                .instrument(span.clone())
+                .await;
+            span.record("hit", matches!(found, Ok(Some(_))));
+            match found {
                 Ok(Some(hit)) => return Ok(Step::Answered(hit)),
                 Ok(None) => {}
                 Err(e) => tracing::warn!("switchyard.pipeline: cache lookup failed: {e}"),
             }
         }
         // 8. forward
-        let body = forward::encode(&mut parts, &request)?;
+        let body = info_span!("switchyard.forward")
+            .in_scope(|| forward::encode(&mut parts, &request))
+            .map_err(|r| self.refused("forward", r))?;
         context
             .extensions()
             .with_lock(|e| e.insert(Arc::new(request)));
@@ -296,6 +329,18 @@ impl Front {
             http::Request::from_parts(parts, body),
             context.clone(),
         ))))
+    }
+
+    /// Counts a refusal (`switchyard.pipeline.refusals`: stage and code, both fixed sets).
+    fn refused(&self, stage: &'static str, refusal: Refusal) -> Refusal {
+        self.refusals.add(
+            1,
+            &[
+                opentelemetry::KeyValue::new("stage", stage),
+                opentelemetry::KeyValue::new("code", refusal.code),
+            ],
+        );
+        refusal
     }
 }
 

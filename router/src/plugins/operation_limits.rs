@@ -15,6 +15,7 @@ use apollo_router::graphql;
 use apollo_router::layers::ServiceBuilderExt;
 use apollo_router::services::supergraph;
 use http::StatusCode;
+use opentelemetry::metrics::MeterProvider;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
@@ -91,6 +92,8 @@ pub struct Exceeded {
 
 pub struct OperationLimits {
     config: OperationLimitsConfig,
+    /// `switchyard.operation_limits.refusals`, by limit (the error code: a fixed set).
+    refusals: opentelemetry::metrics::Counter<u64>,
     /// Field types by (type name, field name): only what the cost estimate needs.
     list_fields: Arc<HashMap<(String, String), FieldShape>>,
 }
@@ -105,8 +108,14 @@ impl OperationLimits {
     pub fn new(config: OperationLimitsConfig, supergraph_sdl: &str) -> Result<Self, BoxError> {
         let schema = Schema::parse(supergraph_sdl, "supergraph.graphql")
             .map_err(|e| format!("operation_limits: cannot read the supergraph: {}", e.errors))?;
+        let refusals = apollo_router::metrics::meter_provider()
+            .meter("switchyard")
+            .u64_counter("switchyard.operation_limits.refusals")
+            .with_description("Operations refused by the limits stage, by the limit exceeded")
+            .build();
         Ok(Self {
             config,
+            refusals,
             list_fields: Arc::new(field_shapes(&schema)),
         })
     }
@@ -115,6 +124,7 @@ impl OperationLimits {
     pub fn supergraph_service(&self, service: supergraph::BoxService) -> supergraph::BoxService {
         let config = self.config.clone();
         let shapes = self.list_fields.clone();
+        let refusals = self.refusals.clone();
         ServiceBuilder::new()
             .checkpoint(move |request: supergraph::Request| {
                 let Some(typed) = GraphqlRequest::of(&request.context) else {
@@ -129,10 +139,14 @@ impl OperationLimits {
                     .iter()
                     .filter_map(|(k, v)| v.as_i64().map(|n| (k.as_str().to_owned(), n)))
                     .collect();
-                let measured = measure_operation(query, operation, &variables, &shapes, &config);
-                match measured.and_then(|m| check(&m, &config).map_or(Ok(()), Err)) {
+                let verdict = tracing::info_span!("switchyard.limits").in_scope(|| {
+                    measure_operation(query, operation, &variables, &shapes, &config)
+                        .and_then(|m| check(&m, &config).map_or(Ok(()), Err))
+                });
+                match verdict {
                     Ok(()) => Ok(ControlFlow::Continue(request)),
                     Err(exceeded) => {
+                        refusals.add(1, &[opentelemetry::KeyValue::new("limit", exceeded.code)]);
                         let error = graphql::Error::builder()
                             .message(format!(
                                 "the operation's {} is {}, above the limit of {}",

@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateRefreshFamilies),
             Box::new(CreateIdentities),
             Box::new(switchyard_kit::events::outbox::CreateOutbox),
+            Box::new(switchyard_kit::events::outbox::AddOutboxTraceparent),
         ]
     }
 }

@@ -1,7 +1,8 @@
 //! Schema migrations, run on every shard by `switchyard migrate` and at start-up.
 
 use sea_orm_migration::prelude::*;
-use switchyard_kit::events::{outbox::CreateOutbox, processed::CreateProcessedEvents};
+use switchyard_kit::events::outbox::{AddOutboxTraceparent, CreateOutbox};
+use switchyard_kit::events::processed::CreateProcessedEvents;
 use switchyard_kit::migration::{at, count, create_all, id};
 
 pub struct Migrator;
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateOutbox),
             Box::new(CreateProcessedEvents),
             Box::new(CreateEngagementTables),
+            Box::new(AddOutboxTraceparent),
         ]
     }
 }

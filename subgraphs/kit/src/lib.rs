@@ -6,10 +6,13 @@ pub mod error;
 pub mod events;
 pub mod id;
 pub mod loader;
+pub mod metrics;
 pub mod migration;
 pub mod page;
 pub mod server;
 pub mod store;
+mod store_metrics;
+pub mod telemetry;
 pub mod validate;
 pub mod viewer;
 
@@ -19,6 +22,7 @@ pub mod testing;
 pub use error::{ApiError, ApiResult, ErrorCodes};
 pub use store::{Session, ShardedStore, StoreConfig, StoreError};
 pub use switchyard_wire::deployment;
+pub use switchyard_wire::names as wire_names;
 pub use viewer::Viewer;
 
 /// The request's viewer (anonymous when the request data has none, e.g. in a unit test).

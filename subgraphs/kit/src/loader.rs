@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use async_graphql::dataloader::Loader;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 
@@ -138,7 +139,19 @@ where
         };
         let loader = self.loader.clone();
         let keys = batch.keys.clone();
-        let result = tokio::spawn(async move { loader.load(&keys).await })
+        let (subgraph, name) = loader_names::<L>();
+        crate::metrics::metrics()
+            .loader_batch_keys
+            .with_label_values(&[subgraph, name])
+            .observe(keys.len() as f64);
+        let span = tracing::info_span!(
+            "loader.batch",
+            subgraph,
+            loader = name,
+            keys = keys.len(),
+            shards = tracing::field::Empty,
+        );
+        let result = tokio::spawn(async move { loader.load(&keys).await }.instrument(span))
             .await
             .unwrap_or_else(|join| {
                 Err(ApiError::Store(Arc::new(crate::StoreError::Db(
@@ -179,11 +192,28 @@ where
     }
 }
 
+/// The subgraph and loader a loader type belongs to, from its path
+/// (`switchyard_posts::loaders::PostLoader` is `posts`, `PostLoader`): static names, so a
+/// bounded label set.
+fn loader_names<L>() -> (&'static str, &'static str) {
+    let path = std::any::type_name::<L>();
+    let path = path.split('<').next().unwrap_or(path);
+    let crate_name = path.split("::").next().unwrap_or(path);
+    let subgraph = crate_name.strip_prefix("switchyard_").unwrap_or(crate_name);
+    let name = path.rsplit("::").next().unwrap_or(path);
+    (subgraph, name)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    #[test]
+    fn loader_names_come_from_the_type_path() {
+        assert_eq!(loader_names::<Squares>(), ("kit", "Squares"));
+    }
 
     struct Squares {
         calls: Arc<AtomicUsize>,

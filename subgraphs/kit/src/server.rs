@@ -1,4 +1,5 @@
-//! The HTTP face of a subgraph: `/graphql` (POST and GET), `/health` and `/ready`.
+//! The HTTP face of a subgraph: `/graphql` (POST and GET), `/health`, `/ready` and `/metrics`
+//! (Prometheus, see [`crate::metrics`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::cache::CacheTags;
 use crate::store::{Session, ShardedStore};
@@ -131,6 +133,8 @@ pub fn router<E: Executor>(
     options: &ServerOptions,
 ) -> Router {
     let router_secret = options.router_secret.clone();
+    store.watch_metrics();
+    crate::events::outbox::watch_lag(store.name(), &store);
     let app = Arc::new(App {
         executor,
         store,
@@ -147,24 +151,80 @@ pub fn router<E: Executor>(
     Router::new()
         .merge(graphql_routes)
         .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(crate::metrics::handler))
         .route("/ready", get(ready::<E>))
         .with_state(app)
 }
 
+/// One GraphQL request: its span (a child of the router's fetch span when the router sent a
+/// `traceparent`), its metrics and its log line (operation, duration, outcome; never
+/// variables, tokens or the document).
 async fn graphql<E: Executor>(
     State(app): State<Arc<App<E>>>,
     headers: axum::http::HeaderMap,
     request: GraphQLRequest,
 ) -> GraphQLResponse {
-    let session = Arc::new(app.store.session());
-    let viewer = Viewer::from_headers(&headers, app.router_secret.as_ref().map(Secret::expose));
-    let tags = CacheTags::default();
-    let request = (app.prepare)(
-        request.into_inner().data(viewer).data(tags.clone()),
-        session,
+    let started = std::time::Instant::now();
+    let secret = app.router_secret.as_ref().map(Secret::expose);
+    let request = request.into_inner();
+    let subgraph = app.store.name();
+    let metrics = crate::metrics::metrics();
+    let operation = metrics.operation_label(request.operation_name.as_deref());
+    let span = tracing::info_span!(
+        "graphql.request",
+        otel.name = format!("{subgraph} {operation}"),
+        otel.kind = "server",
+        subgraph,
+        graphql.operation.name = operation.as_str(),
+        outcome = tracing::field::Empty,
     );
-    let mut response = app.executor.execute(request).await;
+    // A direct caller could otherwise force every request into the sampled set, or graft its
+    // spans onto our traces.
+    if crate::viewer::from_router(&headers, secret) {
+        crate::telemetry::set_parent(&span, crate::telemetry::context_from_headers(&headers));
+    }
+    let session = Arc::new(app.store.session());
+    let viewer = Viewer::from_headers(&headers, secret);
+    let tags = CacheTags::default();
+    let request = (app.prepare)(request.data(viewer).data(tags.clone()), session);
+    let mut response = app.executor.execute(request).instrument(span.clone()).await;
     tags.apply(&mut response);
+    let elapsed = started.elapsed();
+    let outcome = if response.errors.is_empty() {
+        "ok"
+    } else {
+        "error"
+    };
+    let codes: Vec<String> = response
+        .errors
+        .iter()
+        .filter_map(|e| match e.extensions.as_ref()?.get("code")? {
+            async_graphql::Value::String(code) => Some(code.clone()),
+            _ => None,
+        })
+        .take(5)
+        .collect();
+    metrics
+        .requests
+        .with_label_values(&[subgraph, operation.as_str(), outcome])
+        .inc();
+    metrics
+        .request_duration
+        .with_label_values(&[subgraph, operation.as_str()])
+        .observe(elapsed.as_secs_f64());
+    span.record("outcome", outcome);
+    span.in_scope(|| {
+        tracing::info!(
+            target: "switchyard::request",
+            subgraph,
+            operation = operation.as_str(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            outcome,
+            errors = response.errors.len(),
+            error_codes = codes.join(","),
+            "graphql request"
+        );
+    });
     response.into()
 }
 

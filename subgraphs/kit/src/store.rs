@@ -14,6 +14,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::id::{IdGenerator, MAX_SHARDS, shard_of};
 
@@ -153,14 +154,26 @@ pub struct Shard {
 /// All shards of one subgraph.
 #[derive(Debug)]
 pub struct ShardedStore {
+    /// The subgraph the shards belong to (the `subgraph` label of the store's metrics).
+    name: &'static str,
     shards: Vec<Shard>,
     ids: IdGenerator,
     statements: Arc<StatementCounter>,
 }
 
 impl ShardedStore {
-    /// Connects every shard (concurrently). The first failure is returned naming its shard.
+    /// Connects every shard (concurrently) for tests and tools; its metrics are labelled
+    /// `subgraph="store"`. Subgraphs use [`Self::connect_as`].
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
+        Self::connect_as("store", config).await
+    }
+
+    /// Connects every shard of `subgraph` (concurrently). The first failure is returned naming
+    /// its shard. Pool usage and replica lag are read at every metrics scrape from then on.
+    pub async fn connect_as(
+        subgraph: &'static str,
+        config: &StoreConfig,
+    ) -> Result<Self, StoreError> {
         let n = config.shards.len();
         if n == 0 {
             return Err(StoreError::NoShards);
@@ -173,11 +186,16 @@ impl ShardedStore {
             |(index, shard)| {
                 let statements = statements.clone();
                 async move {
+                    let at = |role| Where {
+                        subgraph,
+                        shard: index,
+                        role,
+                    };
                     let primary =
-                        connect_one(config, index, "primary", &shard.primary, &statements).await?;
+                        connect_one(config, at("primary"), &shard.primary, &statements).await?;
                     let replica = match &shard.replica {
                         Some(url) => {
-                            Some(connect_one(config, index, "replica", url, &statements).await?)
+                            Some(connect_one(config, at("replica"), url, &statements).await?)
                         }
                         None => None,
                     };
@@ -191,10 +209,25 @@ impl ShardedStore {
         ))
         .await?;
         Ok(Self {
+            name: subgraph,
             shards,
             ids: IdGenerator::new(),
             statements,
         })
+    }
+
+    /// The subgraph the shards belong to.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Reads this store's pool usage and replica lag at every metrics scrape (once per
+    /// subgraph name, see [`crate::metrics::watch`]).
+    pub fn watch_metrics(self: &Arc<Self>) {
+        crate::metrics::watch(
+            format!("store:{}", self.name),
+            Arc::new(crate::store_metrics::PoolWatch(Arc::downgrade(self))),
+        );
     }
 
     /// Runs the subgraph's migrations on every shard's primary (concurrently).
@@ -300,13 +333,21 @@ impl ShardedStore {
 
 pub use switchyard_wire::hash::stable_hash;
 
+/// Which connection: the labels of its metrics and spans.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Where {
+    pub subgraph: &'static str,
+    pub shard: usize,
+    pub role: &'static str,
+}
+
 async fn connect_one(
     config: &StoreConfig,
-    shard: usize,
-    role: &'static str,
+    at: Where,
     url: &str,
     statements: &Arc<StatementCounter>,
 ) -> Result<DatabaseConnection, StoreError> {
+    let Where { shard, role, .. } = at;
     let fail = |source: DbErr| StoreError::Connect {
         shard,
         role,
@@ -340,8 +381,10 @@ async fn connect_one(
     // Connecting can succeed lazily; make sure the shard really answers before we say it's up.
     conn.execute_unprepared("SELECT 1").await.map_err(fail)?;
     let counter = statements.clone();
-    conn.set_metric_callback(move |_info| {
+    let observe = crate::store_metrics::StatementObserver::new(at);
+    conn.set_metric_callback(move |info| {
         counter.per_shard[shard].fetch_add(1, Ordering::Relaxed);
+        observe.statement(info);
     });
     Ok(conn)
 }
@@ -430,12 +473,18 @@ impl Session {
         F: Fn(DatabaseConnection, usize, Vec<K>) -> Fut,
         Fut: Future<Output = Result<Vec<T>, DbErr>>,
     {
+        tracing::Span::current().record("shards", groups.len());
         let results = futures::future::try_join_all(groups.into_iter().map(|(shard, keys)| {
+            let span = self.shard_span(shard, keys.len());
             let fut = query(self.reader(shard).clone(), shard, keys);
             async move {
-                fut.await
-                    .map_err(|source| StoreError::Query { shard, source })
+                let rows = fut
+                    .await
+                    .map_err(|source| StoreError::Query { shard, source })?;
+                tracing::Span::current().record("rows", rows.len());
+                Ok::<_, StoreError>(rows)
             }
+            .instrument(span)
         }))
         .await?;
         Ok(results.into_iter().flatten().collect())
@@ -447,14 +496,38 @@ impl Session {
         F: Fn(DatabaseConnection, usize) -> Fut,
         Fut: Future<Output = Result<Vec<T>, DbErr>>,
     {
+        tracing::Span::current().record("shards", self.store.shard_count());
         futures::future::try_join_all((0..self.store.shard_count()).map(|shard| {
+            let span = self.shard_span(shard, 0);
             let fut = query(self.reader(shard).clone(), shard);
             async move {
-                fut.await
-                    .map_err(|source| StoreError::Query { shard, source })
+                let rows = fut
+                    .await
+                    .map_err(|source| StoreError::Query { shard, source })?;
+                tracing::Span::current().record("rows", rows.len());
+                Ok::<_, StoreError>(rows)
             }
+            .instrument(span)
         }))
         .await
+    }
+
+    /// The span of one shard's part of a batched read: which shard, which connection, how
+    /// many keys went in and rows came out (never the keys themselves).
+    fn shard_span(&self, shard: usize, keys: usize) -> tracing::Span {
+        let role = if std::ptr::eq(self.reader(shard), self.store.primary(shard)) {
+            "primary"
+        } else {
+            "replica"
+        };
+        tracing::info_span!(
+            "store.shard",
+            subgraph = self.store.name,
+            shard,
+            role,
+            keys,
+            rows = tracing::field::Empty,
+        )
     }
 }
 

@@ -69,14 +69,7 @@ impl Viewer {
     /// Reads the viewer from request headers; anonymous unless the router's secret is present
     /// and right. With no secret configured, identity headers are never believed.
     pub fn from_headers(headers: &HeaderMap, secret: Option<&str>) -> Self {
-        let Some(secret) = secret.filter(|s| !s.is_empty()) else {
-            return Self::anonymous();
-        };
-        let sent = headers
-            .get(SECRET_HEADER)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if !constant_time_eq(sent, secret.as_bytes()) {
+        if !from_router(headers, secret) {
             return Self::anonymous();
         }
         let user_id = headers
@@ -91,6 +84,19 @@ impl Viewer {
             .unwrap_or_default();
         Self { user_id, scopes }
     }
+}
+
+/// True when the request carries the router's secret (and one is configured): only then are
+/// its identity headers, and its trace context, believed.
+pub fn from_router(headers: &HeaderMap, secret: Option<&str>) -> bool {
+    let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+        return false;
+    };
+    let sent = headers
+        .get(SECRET_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    constant_time_eq(sent, secret.as_bytes())
 }
 
 /// Compares without stopping at the first difference, so response timing does not reveal how

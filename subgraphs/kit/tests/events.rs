@@ -42,6 +42,7 @@ fn event(n: u32) -> String {
         aggregate: "A:1".into(),
         occurred_at: chrono::Utc::now(),
         data: serde_json::json!({"n": n}),
+        traceparent: None,
     }
     .encode()
 }
@@ -322,6 +323,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(outbox::CreateOutbox),
             Box::new(processed::CreateProcessedEvents),
+            Box::new(outbox::AddOutboxTraceparent),
         ]
     }
 }

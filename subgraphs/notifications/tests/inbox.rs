@@ -72,6 +72,7 @@ impl Inbox {
             aggregate,
             occurred_at: Utc::now(),
             data,
+            traceparent: None,
         };
         self.publish(&event).await;
         event

@@ -269,6 +269,7 @@ impl Pipeline {
             aggregate: aggregate.clone(),
             occurred_at: Utc::now(),
             data,
+            traceparent: None,
         };
         let stream = self.streams.stream_for(domain, &aggregate);
         self.bus.publish(&stream, &[event.encode()]).await.unwrap();

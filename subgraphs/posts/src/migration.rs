@@ -10,6 +10,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(CreatePosts),
             Box::new(switchyard_kit::events::outbox::CreateOutbox),
+            Box::new(switchyard_kit::events::outbox::AddOutboxTraceparent),
         ]
     }
 }

@@ -42,6 +42,27 @@ pub enum AuthError {
     Required,
 }
 
+impl AuthError {
+    /// A bounded name for the failure: the `reason` label of the router's JWT failure metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::NotBearer => "not_bearer",
+            AuthError::TooLarge(_) => "too_large",
+            AuthError::Malformed => "malformed",
+            AuthError::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
+            AuthError::UnknownKey => "unknown_key",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::IssuedInFuture => "issued_in_future",
+            AuthError::WrongIssuer => "wrong_issuer",
+            AuthError::WrongAudience => "wrong_audience",
+            AuthError::MissingClaim(_) => "missing_claim",
+            AuthError::Required => "required",
+        }
+    }
+}
+
 /// What a verifier accepts.
 #[derive(Debug, Clone)]
 pub struct VerifierOptions {

@@ -18,6 +18,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
+use opentelemetry::metrics::MeterProvider;
+
 use self::keys::{Alg, JwksConfig, KeyConfig};
 use crate::pipeline::refusal::Refusal;
 use crate::plugins::background::{self, AbortOnDrop};
@@ -72,6 +74,8 @@ pub struct JwtAuth {
     verifier: Arc<Verifier>,
     allow_anonymous: bool,
     secret: HeaderValue,
+    /// `switchyard.jwt.failures`, by reason (a bounded set: [`AuthError::reason`]).
+    failures: opentelemetry::metrics::Counter<u64>,
     _refresher: Option<AbortOnDrop>,
 }
 
@@ -115,10 +119,16 @@ impl JwtAuth {
                 required_claims: Vec::new(),
             },
         );
+        let failures = apollo_router::metrics::meter_provider()
+            .meter("switchyard")
+            .u64_counter("switchyard.jwt.failures")
+            .with_description("Requests refused by the authenticate stage, by reason")
+            .build();
         Ok(Self {
             verifier: Arc::new(verifier),
             allow_anonymous: config.allow_anonymous,
             secret,
+            failures,
             _refresher: refresher,
         })
     }
@@ -146,7 +156,11 @@ impl JwtAuth {
                 let _ = context.insert(CONTEXT_SCOPES, verified.claims.scopes().join(" "));
                 Ok(())
             }
-            Err(error) => Err(unauthenticated(error)),
+            Err(error) => {
+                self.failures
+                    .add(1, &[opentelemetry::KeyValue::new("reason", error.reason())]);
+                Err(unauthenticated(error))
+            }
         }
     }
 

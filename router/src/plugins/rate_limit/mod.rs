@@ -221,6 +221,8 @@ impl RateLimit {
                 .with_description("Checks answered in-process because Redis failed")
                 .build(),
         };
+        // At zero from the start, so the Redis alert's rate has a series to read.
+        limiter.fallbacks.add(0, &[]);
         Ok(Self {
             limiter: Arc::new(limiter),
         })
@@ -233,7 +235,12 @@ impl RateLimit {
             .checkpoint_async(move |request: supergraph::Request| {
                 let limiter = limiter.clone();
                 async move {
-                    match limiter.check(&request).await {
+                    let verdict = tracing::Instrument::instrument(
+                        limiter.check(&request),
+                        tracing::info_span!("switchyard.rate_limit"),
+                    )
+                    .await;
+                    match verdict {
                         None => Ok(ControlFlow::Continue(request)),
                         Some(Verdict::Limited(rule, quota, decision)) => Ok(ControlFlow::Break(
                             too_many(&rule, &quota, &decision, request.context)?,

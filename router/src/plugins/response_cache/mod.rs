@@ -175,6 +175,13 @@ impl ResponseCache {
         };
         let meter = apollo_router::metrics::meter_provider().meter("switchyard");
         let metrics = Metrics::new(&meter);
+        // Every Redis error series exists from the start (at zero, also without Redis), so a
+        // dashboard or an alert on its rate never reads a series that is not there yet.
+        for operation in ["get", "put", "invalidate", "subscribe"] {
+            metrics
+                .redis_errors
+                .add(0, &[KeyValue::new("operation", operation)]);
+        }
         let memory = Arc::new(MemoryLevel::new(
             config.memory_bytes,
             config.stale_if_error.as_millis() as u64,

@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use tokio::sync::Notify;
 
-use super::{BusError, Delivery, Event, EventBus};
+use super::{Backlog, BusError, Delivery, Event, EventBus};
 
 pub struct EmbeddedBus {
     db: DatabaseConnection,
@@ -287,5 +287,30 @@ impl EventBus for EmbeddedBus {
                 Ok((seq.to_string(), body))
             })
             .collect()
+    }
+
+    async fn backlog(&self, stream: &str, group: &str) -> Result<Backlog, BusError> {
+        let row = self
+            .db
+            .query_one_raw(Self::statement(
+                "SELECT \
+                   (SELECT COUNT(*) FROM bus_entries e JOIN bus_groups g ON g.stream = e.stream AND g.grp = ? \
+                     WHERE e.stream = ? AND e.seq > g.last_seq) AS lag, \
+                   (SELECT COUNT(*) FROM bus_pending WHERE stream = ? AND grp = ?) AS pending",
+                vec![group.into(), stream.into(), stream.into(), group.into()],
+            ))
+            .await
+            .map_err(backend)?;
+        let count = |name: &str| -> Result<u64, BusError> {
+            let n: i64 = match &row {
+                Some(row) => row.try_get("", name).map_err(backend)?,
+                None => 0,
+            };
+            Ok(n.max(0) as u64)
+        };
+        Ok(Backlog {
+            lag: Some(count("lag")?),
+            pending: count("pending")?,
+        })
     }
 }

@@ -37,6 +37,10 @@ pub struct Event {
     pub occurred_at: DateTime<Utc>,
     /// The event's fields (per kind; see docs/events.md).
     pub data: serde_json::Value,
+    /// W3C trace context of the change that recorded it (when that request was traced), so
+    /// the workers that handle the event continue its trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Largest serialized event accepted from a bus (larger entries go to the dead letters).
@@ -164,4 +168,16 @@ pub trait EventBus: Send + Sync {
     async fn len(&self, stream: &str) -> Result<u64, BusError>;
     /// Every entry of `stream`, oldest first, at most `max`.
     async fn range(&self, stream: &str, max: usize) -> Result<Vec<(String, String)>, BusError>;
+    /// How far `group` is behind on `stream` (for the lag metrics).
+    async fn backlog(&self, stream: &str, group: &str) -> Result<Backlog, BusError>;
+}
+
+/// A consumer group's backlog on one stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Entries not delivered to the group yet (`None` when Redis cannot tell, e.g. after
+    /// entries were trimmed before the group read them).
+    pub lag: Option<u64>,
+    /// Entries delivered but not acknowledged.
+    pub pending: u64,
 }

@@ -7,7 +7,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use tokio::sync::Mutex;
 
-use super::{BusError, Delivery, Event, EventBus};
+use super::{Backlog, BusError, Delivery, Event, EventBus};
 
 /// Entries kept per stream (approximately): older ones are trimmed as new ones arrive. Far
 /// more than any consumer group should lag; the outbox-lag alert fires long before.
@@ -327,5 +327,38 @@ impl EventBus for RedisBus {
                 )
             })
             .collect())
+    }
+
+    async fn backlog(&self, stream: &str, group: &str) -> Result<Backlog, BusError> {
+        let mut cmd = redis::cmd("XINFO");
+        cmd.arg("GROUPS").arg(stream);
+        let reply = self.command(&cmd).await?;
+        for info in items(&reply) {
+            let fields: Vec<(String, &Value)> = match info {
+                Value::Map(pairs) => pairs
+                    .iter()
+                    .filter_map(|(k, v)| Some((text(k)?, v)))
+                    .collect(),
+                other => items(other)
+                    .chunks(2)
+                    .filter_map(|pair| Some((text(pair.first()?)?, pair.get(1)?)))
+                    .collect(),
+            };
+            let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+            if field("name").and_then(text).as_deref() != Some(group) {
+                continue;
+            }
+            let number = |name: &str| match field(name) {
+                Some(Value::Int(n)) => Some((*n).max(0) as u64),
+                _ => None,
+            };
+            return Ok(Backlog {
+                lag: number("lag"),
+                pending: number("pending").unwrap_or(0),
+            });
+        }
+        Err(BusError::Backend(format!(
+            "no consumer group {group} on {stream}"
+        )))
     }
 }

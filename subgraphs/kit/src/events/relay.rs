@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::outbox::entity as outbox;
 use super::{BusError, Event, EventBus, Streams};
@@ -28,13 +28,7 @@ impl From<sea_orm::DbErr> for RelayError {
     }
 }
 
-/// Rows not yet published on one shard, and how old the oldest is.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ShardLag {
-    pub shard: usize,
-    pub unsent: u64,
-    pub oldest_secs: f64,
-}
+pub use super::outbox::ShardLag;
 
 pub struct Relay {
     store: Arc<ShardedStore>,
@@ -84,8 +78,10 @@ impl Relay {
         // Grouped by partition, each group in outbox order (so per aggregate).
         let mut by_stream: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for row in &rows {
+            let id = format!("{}:{shard}:{}", self.domain, row.seq);
             let event = Event {
-                id: format!("{}:{shard}:{}", self.domain, row.seq),
+                traceparent: relay_span(&id, &row.kind, row.traceparent.as_deref()),
+                id,
                 kind: row.kind.clone(),
                 domain: self.domain.to_owned(),
                 aggregate: row.aggregate.clone(),
@@ -106,6 +102,10 @@ impl Relay {
             .filter(outbox::Column::Seq.is_in(seqs))
             .exec(conn)
             .await?;
+        crate::metrics::metrics()
+            .relay_published
+            .with_label_values(&[self.domain])
+            .inc_by(rows.len() as u64);
         Ok(rows.len())
     }
 
@@ -118,6 +118,10 @@ impl Relay {
                 Ok(0) => idle,
                 Ok(_) => Duration::ZERO,
                 Err(e) => {
+                    crate::metrics::metrics()
+                        .relay_errors
+                        .with_label_values(&[self.domain])
+                        .inc();
                     tracing::warn!(domain = self.domain, "relay: {e}; retrying");
                     Duration::from_secs(1)
                 }
@@ -129,28 +133,28 @@ impl Relay {
         }
     }
 
+    /// Reads this relay's outbox lag at every metrics scrape (once per subgraph).
+    pub fn watch_metrics(&self) {
+        let m = crate::metrics::metrics();
+        m.relay_errors.with_label_values(&[self.domain]);
+        m.relay_published.with_label_values(&[self.domain]);
+        super::outbox::watch_lag(self.domain, &self.store);
+    }
+
     /// The outbox lag per shard (for the metric and the runbook).
     pub async fn lag(&self) -> Result<Vec<ShardLag>, RelayError> {
-        let mut out = Vec::new();
-        for shard in 0..self.store.shard_count() {
-            let conn = self.store.primary(shard);
-            let unsent = outbox::Entity::find()
-                .filter(outbox::Column::SentAt.is_null())
-                .count(conn)
-                .await?;
-            let oldest = outbox::Entity::find()
-                .filter(outbox::Column::SentAt.is_null())
-                .order_by_asc(outbox::Column::Seq)
-                .one(conn)
-                .await?;
-            out.push(ShardLag {
-                shard,
-                unsent,
-                oldest_secs: oldest.map_or(0.0, |row| {
-                    (Utc::now() - row.occurred_at).num_milliseconds().max(0) as f64 / 1000.0
-                }),
-            });
-        }
-        Ok(out)
+        Ok(super::outbox::lag(&self.store).await?)
     }
+}
+
+/// The hop an event takes through the relay, as a span in the trace of the request that
+/// recorded it (only when that request was traced); its context is what the event carries on.
+fn relay_span(id: &str, kind: &str, traceparent: Option<&str>) -> Option<String> {
+    traceparent?;
+    let span = tracing::info_span!("outbox.relay", event.id = id, event.kind = kind);
+    crate::telemetry::set_parent(
+        &span,
+        crate::telemetry::context_from_traceparent(traceparent),
+    );
+    crate::telemetry::traceparent_of(&span)
 }

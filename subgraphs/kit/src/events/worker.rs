@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::{BusError, Delivery, Event, EventBus, Streams};
 
 /// What a worker does with an event. Must be idempotent (see [`super::processed`]): an event
@@ -119,6 +121,19 @@ impl Worker {
         for stream in &names {
             bus.ensure_group(stream, handler.group()).await?;
         }
+        // At zero from the start, so "the bus is failing" is a rate over a series that exists.
+        crate::metrics::metrics()
+            .bus_errors
+            .with_label_values(&[handler.group()]);
+        crate::metrics::watch(
+            format!("group:{}", handler.group()),
+            Arc::new(GroupWatch {
+                bus: bus.clone(),
+                group: handler.group(),
+                streams: names.clone(),
+                dead_letters: streams.dead_letters(handler.group()),
+            }),
+        );
         Ok(Self {
             bus,
             streams: names,
@@ -172,11 +187,11 @@ impl Worker {
         loop {
             for delivery in deliveries.drain(..) {
                 match self.first_attempt(&delivery).await? {
-                    Attempt::Done(outcome) => round.count(outcome),
+                    Attempt::Done(outcome) => self.count(&mut round, outcome),
                     Attempt::Failed(e) => {
                         match self.schedule(delivery, 1, self.options.retry_base, &e) {
                             Some(retry) => waiting.push(retry),
-                            None => round.count(Outcome::Failed),
+                            None => self.count(&mut round, Outcome::Failed),
                         }
                     }
                 }
@@ -207,15 +222,19 @@ impl Worker {
                 waiting.drain(..).partition(|r| r.due <= now);
             waiting = later;
             for retry in ready {
+                crate::metrics::metrics()
+                    .worker_retries
+                    .with_label_values(&[group])
+                    .inc();
                 match self.attempt(&retry.delivery).await? {
-                    Ok(()) => round.count(Outcome::Handled),
+                    Ok(()) => self.count(&mut round, Outcome::Handled),
                     Err(e) => {
                         match self.schedule(retry.delivery, retry.attempts + 1, retry.wait * 2, &e)
                         {
                             Some(next) => waiting.push(next),
                             // Left pending: claimed again after `claim_idle`, until
                             // `max_deliveries`.
-                            None => round.count(Outcome::Failed),
+                            None => self.count(&mut round, Outcome::Failed),
                         }
                     }
                 }
@@ -248,7 +267,28 @@ impl Worker {
             return Ok(Err("unreadable".to_owned().into()));
         };
         let group = self.handler.group();
-        match self.handler.handle(event).await {
+        // A child of the span that recorded the event (the request, or the relay's hop), so
+        // one trace runs from the phone to the push.
+        let span = tracing::info_span!(
+            "event.handle",
+            otel.name = format!("{group} {}", event.kind),
+            otel.kind = "consumer",
+            group,
+            event.id = event.id.as_str(),
+            event.kind = event.kind.as_str(),
+            deliveries = delivery.deliveries,
+        );
+        crate::telemetry::set_parent(
+            &span,
+            crate::telemetry::context_from_traceparent(event.traceparent.as_deref()),
+        );
+        let started = std::time::Instant::now();
+        let result = self.handler.handle(event).instrument(span).await;
+        crate::metrics::metrics()
+            .handler_duration
+            .with_label_values(&[group])
+            .observe(started.elapsed().as_secs_f64());
+        match result {
             Ok(()) => {
                 self.bus
                     .ack(
@@ -268,6 +308,19 @@ impl Worker {
 
     /// The next in-place attempt after `attempts` failed ones, or `None` when the entry is
     /// left for a later delivery (attempts used up, or the provider asked for a long wait).
+    fn count(&self, round: &mut Round, outcome: Outcome) {
+        let label = match outcome {
+            Outcome::Handled => "handled",
+            Outcome::Failed => "failed",
+            Outcome::Dead => "dead",
+        };
+        crate::metrics::metrics()
+            .worker_events
+            .with_label_values(&[self.handler.group(), label])
+            .inc();
+        round.count(outcome);
+    }
+
     fn schedule(
         &self,
         delivery: Delivery,
@@ -319,6 +372,10 @@ impl Worker {
                 () = &mut stop => return,
                 result = self.run_once() => {
                     if let Err(e) = result {
+                        crate::metrics::metrics()
+                            .bus_errors
+                            .with_label_values(&[self.handler.group()])
+                            .inc();
                         tracing::warn!(group = self.handler.group(), "worker: {e}; retrying");
                         tokio::select! {
                             () = &mut stop => return,
@@ -327,6 +384,43 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Reads a consumer group's lag, pending entries and dead letters at scrape time.
+struct GroupWatch {
+    bus: Arc<dyn EventBus>,
+    group: &'static str,
+    streams: Vec<String>,
+    dead_letters: String,
+}
+
+#[async_trait::async_trait]
+impl crate::metrics::Watch for GroupWatch {
+    async fn read(&self, m: &crate::metrics::Metrics) {
+        for stream in &self.streams {
+            match self.bus.backlog(stream, self.group).await {
+                Ok(backlog) => {
+                    let labels = [self.group, stream.as_str()];
+                    if let Some(lag) = backlog.lag {
+                        m.group_lag
+                            .with_label_values(&labels)
+                            .set(i64::try_from(lag).unwrap_or(i64::MAX));
+                    }
+                    m.group_pending
+                        .with_label_values(&labels)
+                        .set(i64::try_from(backlog.pending).unwrap_or(i64::MAX));
+                }
+                Err(e) => tracing::warn!(group = self.group, stream, "consumer lag: {e}"),
+            }
+        }
+        match self.bus.len(&self.dead_letters).await {
+            Ok(n) => m
+                .dead_letters
+                .with_label_values(&[self.group])
+                .set(i64::try_from(n).unwrap_or(i64::MAX)),
+            Err(e) => tracing::warn!(group = self.group, "dead letters: {e}"),
         }
     }
 }

@@ -22,6 +22,7 @@ use switchyard_kit::ShardedStore;
 use switchyard_kit::events::worker::{Handler, HandlerError};
 use switchyard_kit::events::{Event, kinds, processed};
 use switchyard_kit::id::shard_of;
+use tracing::Instrument;
 
 use crate::kind::{Kind, Platform};
 use crate::{repo, worker_error};
@@ -62,6 +63,18 @@ pub enum Outcome {
     },
     /// The provider will never accept this message (logged, not retried).
     Rejected(String),
+}
+
+impl Outcome {
+    /// The `outcome` label of `switchyard_push_sends_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Unregistered(_) => "unregistered",
+            Outcome::Rejected(_) => "rejected",
+            Outcome::Retry { .. } => "retry",
+        }
+    }
 }
 
 /// One push service.
@@ -186,7 +199,23 @@ impl Pusher {
                 continue;
             };
             let provider = self.providers.of(platform);
-            match provider.send(&device.token, &message).await {
+            let span = tracing::info_span!(
+                "push.send",
+                otel.kind = "client",
+                provider = provider.name(),
+                outcome = tracing::field::Empty,
+            );
+            let outcome = provider
+                .send(&device.token, &message)
+                .instrument(span.clone())
+                .await;
+            let label = outcome.label();
+            span.record("outcome", label);
+            switchyard_kit::metrics::metrics()
+                .push_sends
+                .with_label_values(&[provider.name(), label])
+                .inc();
+            match outcome {
                 Outcome::Delivered => {
                     sent.delivered += 1;
                     processed::first_time(conn, GROUP, &once)

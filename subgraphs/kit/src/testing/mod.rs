@@ -4,6 +4,8 @@ use sea_orm::{ConnectionTrait, Database};
 
 use crate::store::StoreConfig;
 
+pub mod otlp;
+
 /// The server the tests use (trust auth). Override with `SWITCHYARD_TEST_PG`.
 pub fn pg_admin_url() -> String {
     std::env::var("SWITCHYARD_TEST_PG")
