@@ -172,7 +172,6 @@ async fn graphql<E: Executor>(
     let operation = metrics.operation_label(request.operation_name.as_deref());
     let span = tracing::info_span!(
         "graphql.request",
-        otel.name = format!("{subgraph} {operation}"),
         otel.kind = "server",
         subgraph,
         graphql.operation.name = operation.as_str(),

@@ -182,6 +182,7 @@ impl ResponseCache {
                 .redis_errors
                 .add(0, &[KeyValue::new("operation", operation)]);
         }
+        metrics.evictions.add(0, &[]);
         let memory = Arc::new(MemoryLevel::new(
             config.memory_bytes,
             config.stale_if_error.as_millis() as u64,

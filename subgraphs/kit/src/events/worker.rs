@@ -122,9 +122,9 @@ impl Worker {
             bus.ensure_group(stream, handler.group()).await?;
         }
         // At zero from the start, so "the bus is failing" is a rate over a series that exists.
-        crate::metrics::metrics()
-            .bus_errors
-            .with_label_values(&[handler.group()]);
+        let m = crate::metrics::metrics();
+        m.bus_errors.with_label_values(&[handler.group()]);
+        m.worker_retries.with_label_values(&[handler.group()]);
         crate::metrics::watch(
             format!("group:{}", handler.group()),
             Arc::new(GroupWatch {
@@ -271,7 +271,6 @@ impl Worker {
         // one trace runs from the phone to the push.
         let span = tracing::info_span!(
             "event.handle",
-            otel.name = format!("{group} {}", event.kind),
             otel.kind = "consumer",
             group,
             event.id = event.id.as_str(),

@@ -5,6 +5,7 @@ use sea_orm::{ConnectionTrait, Database};
 use crate::store::StoreConfig;
 
 pub mod otlp;
+pub mod promql;
 
 /// The server the tests use (trust auth). Override with `SWITCHYARD_TEST_PG`.
 pub fn pg_admin_url() -> String {
