@@ -476,15 +476,7 @@ impl Session {
         tracing::Span::current().record("shards", groups.len());
         let results = futures::future::try_join_all(groups.into_iter().map(|(shard, keys)| {
             let span = self.shard_span(shard, keys.len());
-            let fut = query(self.reader(shard).clone(), shard, keys);
-            async move {
-                let rows = fut
-                    .await
-                    .map_err(|source| StoreError::Query { shard, source })?;
-                tracing::Span::current().record("rows", rows.len());
-                Ok::<_, StoreError>(rows)
-            }
-            .instrument(span)
+            on_shard(shard, query(self.reader(shard).clone(), shard, keys)).instrument(span)
         }))
         .await?;
         Ok(results.into_iter().flatten().collect())
@@ -499,15 +491,7 @@ impl Session {
         tracing::Span::current().record("shards", self.store.shard_count());
         futures::future::try_join_all((0..self.store.shard_count()).map(|shard| {
             let span = self.shard_span(shard, 0);
-            let fut = query(self.reader(shard).clone(), shard);
-            async move {
-                let rows = fut
-                    .await
-                    .map_err(|source| StoreError::Query { shard, source })?;
-                tracing::Span::current().record("rows", rows.len());
-                Ok::<_, StoreError>(rows)
-            }
-            .instrument(span)
+            on_shard(shard, query(self.reader(shard).clone(), shard)).instrument(span)
         }))
         .await
     }
@@ -529,6 +513,19 @@ impl Session {
             rows = tracing::field::Empty,
         )
     }
+}
+
+/// One shard's part of a batched read: its error names the shard, its row count goes on the
+/// shard's span.
+async fn on_shard<T>(
+    shard: usize,
+    query: impl Future<Output = Result<Vec<T>, DbErr>>,
+) -> Result<Vec<T>, StoreError> {
+    let rows = query
+        .await
+        .map_err(|source| StoreError::Query { shard, source })?;
+    tracing::Span::current().record("rows", rows.len());
+    Ok(rows)
 }
 
 /// Groups keys by shard, dropping keys whose shard this deployment does not have.
