@@ -85,13 +85,15 @@ impl StatementObserver {
             "store.statement",
             info.elapsed,
             info.failed,
-            vec![
-                KeyValue::new("db.system", system(info.statement.db_backend)),
-                KeyValue::new("db.operation", kind),
-                KeyValue::new("subgraph", self.at.subgraph),
-                KeyValue::new("shard", self.shard.clone()),
-                KeyValue::new("role", self.at.role),
-            ],
+            || {
+                vec![
+                    KeyValue::new("db.system", system(info.statement.db_backend)),
+                    KeyValue::new("db.operation", kind),
+                    KeyValue::new("subgraph", self.at.subgraph),
+                    KeyValue::new("shard", self.shard.clone()),
+                    KeyValue::new("role", self.at.role),
+                ]
+            },
         );
     }
 }
