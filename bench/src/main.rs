@@ -7,6 +7,7 @@
 mod events;
 mod load;
 mod platform;
+mod tracing_overhead;
 mod workloads;
 
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ enum Workload {
     /// apollo-router's own parse of the same body, in one process (no network, no noise from
     /// the platform).
     Reader,
+    /// `switchyard dev` with no trace exporter (baseline) versus OTLP export at the production
+    /// sample ratio and at 1.0: throughput, latency, CPU per request, spans per request.
+    Tracing,
 }
 
 pub struct Settings {
@@ -76,5 +80,6 @@ async fn main() -> anyhow::Result<()> {
         Workload::Reader => workloads::reader(&settings),
         Workload::Cache => workloads::cache(&settings).await,
         Workload::Events => events::events(&settings).await,
+        Workload::Tracing => tracing_overhead::tracing(&settings).await,
     }
 }

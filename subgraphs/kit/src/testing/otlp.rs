@@ -187,6 +187,12 @@ impl OtlpReceiver {
         self.received.spans.lock().expect("receiver lock").clone()
     }
 
+    /// Every span received so far, forgotten by the receiver (a benchmark counts each
+    /// session's spans without keeping them all).
+    pub fn take_spans(&self) -> Vec<ReceivedSpan> {
+        std::mem::take(&mut *self.received.spans.lock().expect("receiver lock"))
+    }
+
     /// Waits until the spans received satisfy `done` (checked at each arrival), or `timeout`;
     /// returns the spans either way, so the caller's assertion shows what did arrive.
     pub async fn wait_for(
