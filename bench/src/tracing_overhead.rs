@@ -151,7 +151,15 @@ pub async fn tracing(settings: &Settings) -> anyhow::Result<()> {
     );
     println!(
         "  {:<32} {:>9} {:>7} {:>9} {:>9} {:>12} {:>7} {:>10} {:>8}",
-        "variant", "req/s", "ratio", "p50 ms", "p99 ms", "CPU µs/req", "ratio", "spans/req", "RSS MB"
+        "variant",
+        "req/s",
+        "ratio",
+        "p50 ms",
+        "p99 ms",
+        "CPU µs/req",
+        "ratio",
+        "spans/req",
+        "RSS MB"
     );
     for (variant, m) in VARIANTS.iter().zip(&measured) {
         let (rps, cpu) = (median(m.rps.clone()), median(m.cpu_us_per_request.clone()));
@@ -285,11 +293,14 @@ impl Dev {
         let mut i = 0;
         while i < pids.len() {
             let parent = pids[i];
-            let children = std::fs::read_to_string(format!(
-                "/proc/{parent}/task/{parent}/children"
-            ))
-            .unwrap_or_default();
-            pids.extend(children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            let children =
+                std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+                    .unwrap_or_default();
+            pids.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
             i += 1;
         }
         pids

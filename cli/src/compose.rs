@@ -1,68 +1,20 @@
-//! `switchyard compose`: supergraph.yaml → schema/supergraph.graphql, in-process.
+//! `switchyard compose`: supergraph.yaml → schema/supergraph.graphql, in-process (the
+//! composition itself is `switchyard_router::composition`, shared with the explorer's checks).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, bail};
-use apollo_federation::composition::compose;
-use apollo_federation::subgraph::typestate::Subgraph;
-use serde::Deserialize;
+use anyhow::bail;
+use switchyard_router::composition;
 
-/// Rover's supergraph config, the subset we use.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SupergraphConfig {
-    /// Rover's federation version pin (e.g. `=2.9.0`); informational here, since the
-    /// composition library is the one linked into this binary.
-    pub federation_version: Option<String>,
-    pub subgraphs: BTreeMap<String, SubgraphConfig>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubgraphConfig {
-    /// Where the router sends this subgraph's requests.
-    pub routing_url: String,
-    pub schema: SchemaSource,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SchemaSource {
-    /// The subgraph's SDL, relative to the config file.
-    pub file: PathBuf,
-}
-
-/// Reads the config and composes; errors list every composition problem.
+/// Reads the config and composes; errors list every composition problem with its code.
 pub fn compose_file(config_path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("reading {}", config_path.display()))?;
-    let config: SupergraphConfig = serde_yaml::from_str(&text)
-        .with_context(|| format!("{} is not a valid supergraph config", config_path.display()))?;
-    if let Some(version) = &config.federation_version
-        && !version.trim_start_matches('=').starts_with("2.")
-    {
-        bail!("federation_version {version:?} is not supported: Switchyard composes Federation 2");
-    }
-    if config.subgraphs.is_empty() {
-        bail!("{} lists no subgraphs", config_path.display());
-    }
-    let base = config_path.parent().unwrap_or(Path::new("."));
-    let mut subgraphs = Vec::new();
-    for (name, sub) in &config.subgraphs {
-        let path = base.join(&sub.schema.file);
-        let sdl = std::fs::read_to_string(&path)
-            .with_context(|| format!("subgraph {name}: reading {}", path.display()))?;
-        let parsed = Subgraph::parse(name, &sub.routing_url, &sdl)
-            .map_err(|e| anyhow::anyhow!("subgraph {name}: invalid schema: {e}"))?;
-        subgraphs.push(parsed);
-    }
-    match compose(subgraphs, Default::default()) {
-        Ok(supergraph) => Ok(supergraph.schema().schema().to_string()),
-        Err(failure) => {
-            let mut msg = format!("composition failed with {} error(s):", failure.errors.len());
-            for error in &failure.errors {
-                msg.push_str(&format!("\n  - [{:?}] {error}", error.code()));
+    let sources = composition::read_config(config_path)?;
+    match composition::compose(&sources) {
+        Ok(composed) => Ok(composed.supergraph_sdl),
+        Err(problems) => {
+            let mut msg = format!("composition failed with {} error(s):", problems.len());
+            for problem in &problems {
+                msg.push_str(&format!("\n  - [{}] {}", problem.code, problem.message));
             }
             bail!(msg)
         }

@@ -153,6 +153,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     println!("  router      http://{router_addr}/graphql");
+    if let Some(path) = switchyard_router::deployment::explorer_path(&args.router_config) {
+        println!("  explorer    http://{router_addr}{path}");
+    }
     for (name, url) in &urls {
         println!("  {name:<11} {url}");
     }

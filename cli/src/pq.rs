@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use apollo_compiler::ExecutableDocument;
 use apollo_compiler::ast::{Definition, Document, OperationType};
 use switchyard_router::plugins::persisted_queries::manifest::{
     ManifestFile, ManifestOperation, operation_id,
@@ -136,23 +135,18 @@ pub fn check_operations(
     operations: &[OperationFile],
     supergraph_sdl: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let supergraph = apollo_federation::Supergraph::new(supergraph_sdl)
-        .map_err(|e| anyhow::anyhow!("the supergraph is invalid: {e}"))?;
-    let api = supergraph
-        .to_api_schema(Default::default())
-        .map_err(|e| anyhow::anyhow!("cannot derive the API schema: {e}"))?;
+    let api =
+        switchyard_router::composition::api_schema(supergraph_sdl).map_err(anyhow::Error::msg)?;
     let mut problems = Vec::new();
     for op in operations {
-        if let Err(invalid) =
-            ExecutableDocument::parse_and_validate(api.schema(), op.body.as_str(), &op.path)
+        let source = op.path.display().to_string();
+        if let Err(errors) =
+            switchyard_router::composition::validate_operation(&api, &op.body, &source)
         {
-            for diagnostic in invalid.errors.iter() {
+            for error in errors {
                 problems.push(format!(
-                    "client {}, operation {} ({}): {}",
-                    op.client,
-                    op.name,
-                    op.path.display(),
-                    diagnostic.error
+                    "client {}, operation {} ({source}): {error}",
+                    op.client, op.name
                 ));
             }
         }

@@ -7,36 +7,23 @@
 //! it runs in its own test binary, after `tests/dev.rs` (cargo runs test binaries one by one).
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_kit::testing::PgShards;
 use switchyard_kit::testing::otlp::{OtlpReceiver, ReceivedSpan, span_tree};
 
+mod support;
+use support::Dev;
+
 const ROUTER: &str = "http://127.0.0.1:4000/graphql";
 const PASSWORD: &str = "observed-Passw0rd-7781";
 
-struct Dev {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-impl Dev {
-    fn start(receiver: &OtlpReceiver, data: &std::path::Path, engagement_db: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+fn start_dev(receiver: &OtlpReceiver, data: &std::path::Path, engagement_db: &str) -> Dev {
+    Dev::start(data, |command| {
+        command
             .args([
-                "dev",
-                "--data-dir",
-                data.to_str().unwrap(),
                 "--log-format",
                 "json",
                 // This process (subgraphs, workers) over HTTP; the router child reads the
@@ -46,44 +33,14 @@ impl Dev {
                 "--otlp-endpoint",
                 &receiver.http_endpoint,
             ])
-            .current_dir(switchyard_kit::testing::repo_root())
             .env("SWITCHYARD_OTLP_ENDPOINT", &receiver.grpc_endpoint)
             .env("SWITCHYARD_OTLP_PROTOCOL", "grpc")
             .env("SWITCHYARD_OTLP_BATCH_DELAY", "100ms")
             .env("SWITCHYARD_ENGAGEMENT_SHARDS", engagement_db)
             .env("SWITCHYARD_ENGAGEMENT_REPLICAS", engagement_db)
             // Our own crates at debug: a secret must not leak at any level we ship.
-            .env("RUST_LOG", "info,switchyard=debug,sqlx=warn,sea_orm=warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (up_tx, up) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let (lines, up_tx) = (lines.clone(), up_tx.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    if line.contains("Ctrl-C stops everything") {
-                        let _ = up_tx.send(());
-                    }
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        let dev = Self { child, lines };
-        if up.recv_timeout(Duration::from_secs(180)).is_err() {
-            panic!(
-                "dev did not come up:\n{}",
-                dev.lines.lock().unwrap().join("\n")
-            );
-        }
-        dev
-    }
+            .env("RUST_LOG", "info,switchyard=debug,sqlx=warn,sea_orm=warn");
+    })
 }
 
 async fn graphql(
@@ -174,7 +131,7 @@ async fn one_trace_from_the_router_to_the_shard_and_on_through_the_workers() {
     let pg = PgShards::create("obs", 4).await;
     let urls: Vec<String> = pg.config.shards.iter().map(|s| s.primary.clone()).collect();
     let data = tempfile::tempdir().unwrap();
-    let dev = Dev::start(&receiver, data.path(), &urls.join(","));
+    let dev = start_dev(&receiver, data.path(), &urls.join(","));
     let http = reqwest::Client::new();
     let router_metrics = "http://127.0.0.1:9090/metrics";
     let dev_metrics = "http://127.0.0.1:4002/metrics";

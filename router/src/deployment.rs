@@ -115,6 +115,17 @@ pub fn listen_address(config: &Path) -> anyhow::Result<SocketAddr> {
     }
 }
 
+/// The explorer's path when the config turns it on (for `switchyard dev`'s banner).
+pub fn explorer_path(config: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(config).ok()?;
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    let explorer = &yaml["plugins"]["switchyard.explorer"];
+    if explorer["enabled"].as_bool() != Some(true) {
+        return None;
+    }
+    Some(explorer["path"].as_str().unwrap_or("/explorer").to_owned())
+}
+
 /// `${env.NAME}` and `${env.NAME:-default}` as a whole value; anything else as it is.
 fn expand_env(value: &str) -> Option<String> {
     let Some(inner) = value

@@ -10,7 +10,9 @@
 //! - [`start`]: embeds a router with [`RouterHttpServer`] and hands back its address, for tests
 //!   and benchmarks that run several routers in one process. No telemetry there.
 
+pub mod composition;
 pub mod deployment;
+pub mod explorer;
 pub mod pipeline;
 pub mod plugins;
 

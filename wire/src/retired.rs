@@ -59,6 +59,13 @@ impl Retired {
         })
     }
 
+    /// Client name and the requirement its retired versions match, for display.
+    pub fn client_requirements(&self) -> impl Iterator<Item = (&str, &VersionReq)> {
+        self.client_versions
+            .iter()
+            .map(|(c, req)| (c.as_str(), req))
+    }
+
     pub fn operation(&self, id: &str) -> bool {
         self.operations.contains(id)
     }

@@ -10,6 +10,7 @@ pub mod apq;
 pub mod errors;
 pub mod reload;
 pub mod request;
+pub mod usage;
 
 pub use switchyard_wire::{manifest, retired};
 
@@ -131,6 +132,16 @@ impl PersistedQueries {
         let snapshot = shared.watched.snapshot();
         let outcome = decide(shared, &snapshot, request);
         let client = client_label(&snapshot, &request.client);
+        // Which versions still send which shipped operation (the explorer's impact view),
+        // retired versions included: they are refused, but they are still out there.
+        let shipped = match &outcome {
+            Ok(_) => request.persisted_id.clone(),
+            Err(PqError::ClientVersionRetired { .. }) => shipped_id(request),
+            Err(_) => None,
+        };
+        if let Some(id) = shipped.filter(|id| snapshot.manifest.get(id).is_some()) {
+            usage::Usage::global().record(&id, &client, request.client.version.as_deref());
+        }
         let label: &'static str = match &outcome {
             Ok(label) => label,
             Err(error) => {
@@ -146,6 +157,16 @@ impl PersistedQueries {
             ],
         );
         outcome.map(|_| ()).map_err(PqError::into_refusal)
+    }
+}
+
+/// The manifest id a request names (by id or by its text), without deciding anything.
+fn shipped_id(request: &GraphqlRequest) -> Option<String> {
+    let parts = persisted_parts(request).ok()?;
+    match (parts.document_id, parts.apq_hash, parts.query) {
+        (Some(id), _, _) | (None, Some(id), _) => Some(id.to_ascii_lowercase()),
+        (None, None, Some(query)) => Some(operation_id(&query)),
+        (None, None, None) => None,
     }
 }
 
