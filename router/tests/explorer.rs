@@ -76,6 +76,18 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder().no_gzip().build().unwrap()
 }
 
+/// `GET` with the admin token, as JSON.
+async fn api_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes)
@@ -174,15 +186,7 @@ async fn explorer_is_served_with_the_right_headers() {
     assert_eq!(missing.status(), 404);
 
     // The data endpoints.
-    let schema: serde_json::Value = http
-        .get(format!("{base}/api/schema"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let schema: serde_json::Value = api_json(&http, &format!("{base}/api/schema")).await;
     let post = schema["types"]
         .as_array()
         .unwrap()
@@ -190,15 +194,7 @@ async fn explorer_is_served_with_the_right_headers() {
         .find(|t| t["name"] == "Post")
         .unwrap();
     assert!(post["keys"].as_array().unwrap().len() >= 2, "{post}");
-    let operations: serde_json::Value = http
-        .get(format!("{base}/api/operations"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let operations: serde_json::Value = api_json(&http, &format!("{base}/api/operations")).await;
     assert_eq!(
         operations["clients"],
         serde_json::json!(["android", "ios", "web"])
@@ -242,15 +238,7 @@ async fn explorer_is_served_with_the_right_headers() {
         .await
         .unwrap();
     }
-    let usage: serde_json::Value = http
-        .get(format!("{base}/api/usage"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let usage: serde_json::Value = api_json(&http, &format!("{base}/api/usage")).await;
     let rows = usage["operations"][id]
         .as_array()
         .unwrap_or_else(|| panic!("{usage}"));
@@ -318,6 +306,18 @@ async fn bad_api_requests_get_precise_errors() {
             .body(body)
             .send()
     };
+    // A check that runs (200), as JSON.
+    let checked = |body: String| {
+        let response = check(body, "application/json");
+        async move {
+            response
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
     let cases: Vec<(String, &str, u16, &str)> = vec![
         ("{}".into(), "text/plain", 415, "application/json"),
         ("{".into(), "application/json", 400, "the body"),
@@ -366,30 +366,15 @@ async fn bad_api_requests_get_precise_errors() {
         );
     }
     // A check that runs: an unparseable SDL is a composition failure (200), not a 500.
-    let broken: serde_json::Value = check(
-        r#"{"subgraph":"posts","sdl":"type Query {"}"#.into(),
-        "application/json",
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let broken = checked(r#"{"subgraph":"posts","sdl":"type Query {"}"#.into()).await;
     assert_eq!(broken["composes"], false, "{broken}");
     assert!(!broken["errors"].as_array().unwrap().is_empty());
     // Removing a field the apps use breaks them, named with their clients.
     let posts = std::fs::read_to_string(repo().join("schema/posts.graphql")).unwrap();
     let proposed = posts.replace("\tmediaUrls: [String!]!\n", "");
     assert_ne!(proposed, posts);
-    let result: serde_json::Value = check(
-        serde_json::json!({"subgraph": "posts", "sdl": proposed}).to_string(),
-        "application/json",
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let result =
+        checked(serde_json::json!({"subgraph": "posts", "sdl": proposed}).to_string()).await;
     assert_eq!(result["composes"], true, "{result}");
     assert_eq!(result["sources"], "supergraph.yaml");
     let broken_names: Vec<&str> = result["breaking"]
@@ -408,15 +393,7 @@ async fn bad_api_requests_get_precise_errors() {
     assert_eq!(change["change"], "removed");
     assert!(change["operations"].as_u64().unwrap() >= 1);
     // The unchanged SDL breaks nothing.
-    let same: serde_json::Value = check(
-        serde_json::json!({"subgraph": "posts", "sdl": posts}).to_string(),
-        "application/json",
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let same = checked(serde_json::json!({"subgraph": "posts", "sdl": posts}).to_string()).await;
     assert_eq!(same["composes"], true);
     assert_eq!(same["breaking"], serde_json::json!([]), "{same}");
     assert_eq!(same["changes"], serde_json::json!([]), "{same}");

@@ -52,6 +52,37 @@ function Deprecated({ reason }) {
   );
 }
 
+/** Input values (a field's arguments, an input type's fields): name, type, default, description. */
+function ValuesTable({ id, title, label, values }) {
+  return (
+    <section aria-labelledby={id}>
+      <h2 id={id}>{title}</h2>
+      <table>
+        <thead>
+          <tr>
+            <th scope="col">{label}</th>
+            <th scope="col">Type</th>
+            <th scope="col">Default</th>
+            <th scope="col">Description</th>
+          </tr>
+        </thead>
+        <tbody>
+          {values.map((v) => (
+            <tr key={v.name}>
+              <td className="name">{v.name}</td>
+              <td>
+                <TypeLink type={v.type} />
+              </td>
+              <td>{v.defaultValue ? <code>{v.defaultValue}</code> : <span className="muted">—</span>}</td>
+              <td>{v.description}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
+  );
+}
+
 function Usage({ data, typeName, fieldName }) {
   const ops = data.usages.get(`${typeName}.${fieldName}`) ?? [];
   if (!ops.length) return <span className="muted">unused</span>;
@@ -259,31 +290,7 @@ export function TypeView({ data, name }) {
         </section>
       )}
       {type.inputFields?.length > 0 && (
-        <section aria-labelledby="input-heading">
-          <h2 id="input-heading">Input fields</h2>
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Field</th>
-                <th scope="col">Type</th>
-                <th scope="col">Default</th>
-                <th scope="col">Description</th>
-              </tr>
-            </thead>
-            <tbody>
-              {type.inputFields.map((f) => (
-                <tr key={f.name}>
-                  <td className="name">{f.name}</td>
-                  <td>
-                    <TypeLink type={f.type} />
-                  </td>
-                  <td>{f.defaultValue ? <code>{f.defaultValue}</code> : <span className="muted">—</span>}</td>
-                  <td>{f.description}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </section>
+        <ValuesTable id="input-heading" title="Input fields" label="Field" values={type.inputFields} />
       )}
       {type.enumValues?.length > 0 && (
         <section aria-labelledby="values-heading">
@@ -360,31 +367,7 @@ export function FieldView({ data, typeName, fieldName }) {
         )}
       </dl>
       {field.args.length > 0 && (
-        <section aria-labelledby="args-heading">
-          <h2 id="args-heading">Arguments</h2>
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Argument</th>
-                <th scope="col">Type</th>
-                <th scope="col">Default</th>
-                <th scope="col">Description</th>
-              </tr>
-            </thead>
-            <tbody>
-              {field.args.map((a) => (
-                <tr key={a.name}>
-                  <td className="name">{a.name}</td>
-                  <td>
-                    <TypeLink type={a.type} />
-                  </td>
-                  <td>{a.defaultValue ? <code>{a.defaultValue}</code> : <span className="muted">—</span>}</td>
-                  <td>{a.description}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </section>
+        <ValuesTable id="args-heading" title="Arguments" label="Argument" values={field.args} />
       )}
       <section aria-labelledby="usage-heading" className="usages">
         <h2 id="usage-heading">

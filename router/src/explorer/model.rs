@@ -126,11 +126,19 @@ fn default_value(value: &Option<apollo_compiler::Node<Value>>) -> Option<String>
     value.as_ref().map(|v| v.to_string())
 }
 
+/// Join-directive facts about one supergraph field.
+#[derive(Default)]
+struct FieldJoin {
+    owners: Vec<String>,
+    requires: Option<String>,
+    provides: Option<String>,
+}
+
 /// Join-directive facts about one supergraph type.
 struct Joined<'a> {
     graphs: Vec<String>,
     keys: Vec<KeyInfo>,
-    fields: HashMap<&'a str, (Vec<String>, Option<String>, Option<String>)>,
+    fields: HashMap<&'a str, FieldJoin>,
 }
 
 /// Builds the model from the API schema (visibility, descriptions) and the supergraph
@@ -210,9 +218,14 @@ pub fn build(supergraph: &Valid<Schema>, api: &Valid<Schema>) -> SchemaModel {
                 if !any {
                     owners = joined.graphs.clone();
                 }
-                joined
-                    .fields
-                    .insert(field_name.as_str(), (owners, requires, provides));
+                joined.fields.insert(
+                    field_name.as_str(),
+                    FieldJoin {
+                        owners,
+                        requires,
+                        provides,
+                    },
+                );
             }
         }
         let super_directives = super_type.map(|t| t.directives());
@@ -307,10 +320,17 @@ pub fn build(supergraph: &Valid<Schema>, api: &Valid<Schema>) -> SchemaModel {
             ExtendedType::Scalar(_) => None,
         };
         for (field_name, field) in api_fields.into_iter().flatten() {
-            let (subgraphs, requires, provides) = joined
+            let FieldJoin {
+                owners: subgraphs,
+                requires,
+                provides,
+            } = joined
                 .fields
                 .remove(field_name.as_str())
-                .unwrap_or_else(|| (joined.graphs.clone(), None, None));
+                .unwrap_or_else(|| FieldJoin {
+                    owners: joined.graphs.clone(),
+                    ..FieldJoin::default()
+                });
             info.fields.push(FieldInfo {
                 name: field_name.to_string(),
                 ty: field.ty.to_string(),
