@@ -53,7 +53,7 @@ enum Command {
     },
     /// Run one subgraph's HTTP server.
     Subgraph {
-        /// accounts or posts.
+        /// accounts, posts, engagement or notifications.
         name: String,
         /// Address to listen on (default 127.0.0.1 and the subgraph's own port).
         #[arg(long)]
