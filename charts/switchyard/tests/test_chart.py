@@ -219,6 +219,15 @@ class Render(unittest.TestCase):
             self.assertIn("--skip-migrations", args)
         self.assertEqual(len(by_kind(docs, "ConfigMap")), 2 + 3, "router, persisted queries, three dashboards")
 
+    def test_the_push_worker_gets_its_providers_or_refuses_to_render_without_one(self):
+        env = {e["name"]: e for e in one(self.production, "Deployment", "sy-switchyard-worker-push")["spec"]["template"]["spec"]["containers"][0]["env"]}
+        self.assertEqual(env["SWITCHYARD_APNS_KEY"]["valueFrom"]["secretKeyRef"]["key"], "apns-key")
+        self.assertEqual(env["SWITCHYARD_FCM_SERVICE_ACCOUNT"]["valueFrom"]["secretKeyRef"]["key"], "fcm-service-account")
+        self.assertEqual(env["SWITCHYARD_PUSH_LOG_ONLY"]["value"], "false")
+        with self.assertRaises(Exception) as raised:
+            render({"push": {"logOnly": False}})
+        self.assertIn("workers.push needs", str(raised.exception))
+
     def test_explorer_behind_its_token_when_enabled(self):
         docs = render(deep_merge(INLINE_SECRETS, {"router": {"explorer": {"enabled": True}}, "secrets": {"explorerAdminToken": "explorer-token-0123456789"}}))
         config = yaml.safe_load(one(docs, "ConfigMap", "sy-switchyard-router")["data"]["router.yaml"])
