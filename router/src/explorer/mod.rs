@@ -19,10 +19,12 @@
 //! Off by default; with `admin_token`, every request needs the token (HTTP Basic password or
 //! bearer), compared as a digest so timing says nothing about it.
 
+mod admin_token;
 pub mod assets;
 pub mod catalogue;
 pub mod check;
 pub mod model;
+mod reply;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,9 +42,9 @@ use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tower::{BoxError, ServiceExt};
 
+use self::reply::{Gzip, Reply};
 use crate::composition::{self, SubgraphSource};
 use crate::plugins::persisted_queries::reload::{Snapshot, Watched};
 
@@ -175,10 +177,7 @@ impl Plugin for Explorer {
             Watched::load(config.manifest.clone(), config.retired.clone()).map_err(fail)?;
         let state = Arc::new(State {
             base: format!("{}/", config.path),
-            token: config
-                .admin_token
-                .as_ref()
-                .map(|t| Sha256::digest(t.as_bytes()).into()),
+            token: config.admin_token.as_ref().map(|t| admin_token::digest(t)),
             supergraph_sdl: init.supergraph_sdl.clone(),
             schema_json: serde_json::to_vec(&model)?.into(),
             api_sdl: api.to_string().into(),
@@ -220,129 +219,11 @@ register_plugin!("switchyard", "explorer", Explorer);
 /// Largest request body read (a proposed SDL plus JSON framing).
 const MAX_BODY_BYTES: usize = check::MAX_SDL_BYTES + 4096;
 
-/// Pages may load only what the router serves: no CDN, no inline script. (GraphiQL sets inline
-/// styles, and its fonts are data: URLs in its stylesheet.)
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-    style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
-    connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
-
-/// Whether and how a body may be sent gzip-compressed.
-enum Gzip {
-    Never,
-    /// Compressed per response (small dynamic bodies).
-    OnTheFly,
-    /// An embedded asset's copy, compressed once.
-    Ready(&'static [u8]),
-}
-
-/// A response under construction.
-struct Reply {
-    status: StatusCode,
-    content_type: &'static str,
-    cache_control: &'static str,
-    body: Bytes,
-    gzip: Gzip,
-    extra: Vec<(header::HeaderName, HeaderValue)>,
-}
-
-impl Reply {
-    fn json(status: StatusCode, body: impl Into<Bytes>) -> Self {
-        Self {
-            status,
-            content_type: "application/json",
-            cache_control: "no-store",
-            body: body.into(),
-            gzip: Gzip::OnTheFly,
-            extra: Vec::new(),
-        }
-    }
-
-    fn error(status: StatusCode, message: &str) -> Self {
-        Self::json(
-            status,
-            serde_json::to_vec(&serde_json::json!({ "error": message })).unwrap_or_default(),
-        )
-    }
-}
-
-fn accepts_gzip(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';');
-            let name = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q == 0.0)
-            });
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
-        })
-}
-
-fn authorized(state: &State, headers: &http::HeaderMap) -> bool {
-    let Some(expected) = &state.token else {
-        return true;
-    };
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let sent = if let Some(token) = value.strip_prefix("Bearer ") {
-        Some(token.trim().to_owned())
-    } else if let Some(encoded) = value.strip_prefix("Basic ") {
-        base64_decode(encoded.trim())
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .and_then(|pair| {
-                pair.split_once(':')
-                    .map(|(_, password)| password.to_owned())
-            })
-    } else {
-        None
-    };
-    // Comparing digests: the time taken says nothing about the token.
-    sent.is_some_and(|t| Sha256::digest(t.as_bytes())[..] == expected[..])
-}
-
-/// Standard base64 (RFC 4648, padding optional), for HTTP Basic credentials.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let bytes = text.trim_end_matches('=').as_bytes();
-    if bytes.len() > 4096 || bytes.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= value(c)? << (18 - 6 * i);
-        }
-        let take = chunk.len() - 1;
-        out.extend_from_slice(&acc.to_be_bytes()[1..1 + take]);
-    }
-    Some(out)
-}
-
 async fn handle(state: &State, request: router::Request) -> Result<router::Response, BoxError> {
     let context = request.context.clone();
     let (parts, body) = request.router_request.into_parts();
-    let gzip_ok = accepts_gzip(&parts.headers);
-    let reply = if !authorized(state, &parts.headers) {
+    let gzip_ok = reply::accepts_gzip(&parts.headers);
+    let reply = if !admin_token::authorized(state.token.as_ref(), &parts.headers) {
         let mut reply = Reply::error(
             StatusCode::UNAUTHORIZED,
             "the explorer needs the admin token",
@@ -355,46 +236,7 @@ async fn handle(state: &State, request: router::Request) -> Result<router::Respo
     } else {
         route(state, &parts, body).await
     };
-    respond(reply, gzip_ok, context)
-}
-
-fn respond(
-    reply: Reply,
-    gzip_ok: bool,
-    context: apollo_router::Context,
-) -> Result<router::Response, BoxError> {
-    let mut response = http::Response::builder()
-        .status(reply.status)
-        .header(header::CONTENT_TYPE, reply.content_type)
-        .header(header::CACHE_CONTROL, reply.cache_control)
-        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
-        .header(header::REFERRER_POLICY, "no-referrer");
-    if reply.content_type.starts_with("text/html") {
-        response = response
-            .header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY)
-            .header(header::X_FRAME_OPTIONS, "DENY");
-    }
-    for (name, value) in reply.extra {
-        response = response.header(name, value);
-    }
-    if !matches!(reply.gzip, Gzip::Never) {
-        response = response.header(header::VARY, "accept-encoding");
-    }
-    let body = match reply.gzip {
-        Gzip::Ready(compressed) if gzip_ok => {
-            response = response.header(header::CONTENT_ENCODING, "gzip");
-            Bytes::from_static(compressed)
-        }
-        Gzip::OnTheFly if gzip_ok && reply.body.len() >= 1024 => {
-            response = response.header(header::CONTENT_ENCODING, "gzip");
-            Bytes::from(assets::gzip(&reply.body))
-        }
-        _ => reply.body,
-    };
-    router::Response::http_response_builder()
-        .response(response.body(router::body::from_bytes(body))?)
-        .context(context)
-        .build()
+    reply::respond(reply, gzip_ok, context)
 }
 
 async fn route(state: &State, parts: &http::request::Parts, body: router::Body) -> Reply {
@@ -648,32 +490,6 @@ async fn check_change(state: &State, parts: &http::request::Parts, body: router:
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gzip_negotiation_follows_q_values() {
-        let with = |value: &str| {
-            let mut headers = http::HeaderMap::new();
-            headers.insert(
-                header::ACCEPT_ENCODING,
-                HeaderValue::from_str(value).unwrap(),
-            );
-            accepts_gzip(&headers)
-        };
-        assert!(with("gzip, deflate, br"));
-        assert!(with("br;q=1.0, GZIP;q=0.5"));
-        assert!(with("*"));
-        assert!(!with("gzip;q=0"));
-        assert!(!with("br, deflate"));
-        assert!(!accepts_gzip(&http::HeaderMap::new()));
-    }
-
-    #[test]
-    fn basic_credentials_decode() {
-        assert_eq!(base64_decode("dTpzZWNyZXQ=").unwrap(), b"u:secret");
-        assert_eq!(base64_decode("dTpzZWNyZXQ").unwrap(), b"u:secret");
-        assert!(base64_decode("!!!!").is_none());
-        assert!(base64_decode("a").is_none());
-    }
 
     /// On in development, off in production, on the supergraph's port in both.
     #[test]
