@@ -211,6 +211,9 @@ impl Plugin for Pipeline {
 }
 
 fn check_read(read: &ReadConfig) -> Result<(), BoxError> {
+    if read.body_timeout.is_zero() {
+        return Err("read.body_timeout must be positive".into());
+    }
     for (name, value) in [
         ("max_body_bytes", read.max_body_bytes),
         ("max_query_string_bytes", read.max_query_string_bytes),

@@ -43,6 +43,12 @@ pub struct ReadConfig {
     /// `limits.parser_max_recursion`.
     #[serde(default = "defaults::parser_max_recursion")]
     pub parser_max_recursion: usize,
+    /// Longest a POST body may take to arrive once its headers have (`10s`); a slower body
+    /// gets 408 `REQUEST_TIMEOUT`, so trickled bodies cannot hold connections and memory.
+    /// (Headers have their own bound, apollo-router's `server.http.header_read_timeout`.)
+    #[serde(default = "defaults::body_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for ReadConfig {
@@ -53,6 +59,7 @@ impl Default for ReadConfig {
             max_document_bytes: defaults::max_document_bytes(),
             parser_max_tokens: defaults::parser_max_tokens(),
             parser_max_recursion: defaults::parser_max_recursion(),
+            body_timeout: defaults::body_timeout(),
         }
     }
 }
@@ -72,6 +79,9 @@ mod defaults {
     }
     pub fn parser_max_recursion() -> usize {
         100
+    }
+    pub fn body_timeout() -> std::time::Duration {
+        std::time::Duration::from_secs(10)
     }
 }
 
@@ -163,9 +173,22 @@ pub async fn read(
     if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
         return Err(too_large());
     }
-    let bytes = http_body_util::Limited::new(body, config.max_body_bytes)
-        .collect()
-        .await
+    let collected = tokio::time::timeout(
+        config.body_timeout,
+        http_body_util::Limited::new(body, config.max_body_bytes).collect(),
+    )
+    .await
+    .map_err(|_| {
+        Refusal::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            format!(
+                "the request body did not arrive within {}",
+                humantime_serde::re::humantime::format_duration(config.body_timeout)
+            ),
+        )
+    })?;
+    let bytes = collected
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
