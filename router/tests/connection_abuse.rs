@@ -6,27 +6,16 @@
 
 use std::time::{Duration, Instant};
 
-use switchyard_router::RouterOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod support;
 
 const IDLE: usize = 2_000;
 const SLOWLORIS: usize = 100;
 const SLOW_BODIES: usize = 20;
 /// Far above the 1 s bounds configured below; a connection still open after this was not cut.
 const CUT_WITHIN: Duration = Duration::from_secs(8);
-
-fn repo() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Reads until the server closes the connection (or `CUT_WITHIN` passes); what it sent.
 async fn until_closed(stream: &mut TcpStream) -> Option<Vec<u8>> {
@@ -44,32 +33,15 @@ async fn until_closed(stream: &mut TcpStream) -> Option<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abusive_connections_are_cut_while_normal_traffic_is_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("router.yaml");
-    std::fs::write(
-        &config,
+    let mut router = support::start(|port, _| {
         format!(
             "supergraph:\n  listen: 127.0.0.1:{port}\n  path: /graphql\nhealth_check:\n  enabled: false\n\
              server:\n  http:\n    header_read_timeout: 1s\n\
              plugins:\n  switchyard.pipeline:\n    read:\n      body_timeout: 1s\n"
-        ),
-    )
-    .unwrap();
-    let mut router = switchyard_router::start(&RouterOptions {
-        config,
-        supergraph: repo().join("schema/supergraph.graphql"),
-        hot_reload: false,
+        )
     })
-    .unwrap();
-    let started = Instant::now();
-    while router.listen_address().await.is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "router did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    .await;
+    let port = router.port;
     let addr = format!("127.0.0.1:{port}");
     let url = format!("http://{addr}/graphql");
     let http = reqwest::Client::new();
@@ -158,5 +130,5 @@ async fn abusive_connections_are_cut_while_normal_traffic_is_served() {
 
     let after = normal().await.unwrap();
     assert_eq!(after.status(), 200);
-    router.shutdown().await.unwrap();
+    router.server.shutdown().await.unwrap();
 }

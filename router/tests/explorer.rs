@@ -4,41 +4,24 @@
 //! needed for anything here.
 
 use std::io::Read;
-use std::time::{Duration, Instant};
 
-use switchyard_router::RouterOptions;
+mod support;
+use support::repo;
 
 const TOKEN: &str = "explorer-admin-token-0123456789";
 
-fn repo() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Running {
-    router: switchyard_router::RouterHttpServer,
+    router: support::Router,
     base: String,
-    _dir: tempfile::TempDir,
 }
 
 async fn start() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let repo = repo().canonicalize().unwrap();
-    let config = dir.path().join("router.yaml");
-    // iOS before 2.0 is retired here, so a retired version's traffic can be seen.
-    let retired = dir.path().join("retired.yaml");
-    std::fs::write(&retired, "client_versions:\n  ios: \"<2.0.0\"\n").unwrap();
-    let manifest = repo.join("persisted-queries/manifest.json");
-    std::fs::write(
-        &config,
+    let router = support::start(|port, dir| {
+        // iOS before 2.0 is retired here, so a retired version's traffic can be seen.
+        let retired = dir.join("retired.yaml");
+        std::fs::write(&retired, "client_versions:\n  ios: \"<2.0.0\"\n").unwrap();
+        let manifest = repo.join("persisted-queries/manifest.json");
         format!(
             "supergraph:\n  listen: 127.0.0.1:{port}\n  path: /graphql\nhealth_check:\n  enabled: false\n\
              plugins:\n  switchyard.pipeline:\n    persisted_queries:\n      mode: enforce\n      manifest: {manifest}\n      retired: {retired}\n\
@@ -47,27 +30,12 @@ async fn start() -> Running {
             manifest = manifest.display(),
             retired = retired.display(),
             supergraph = repo.join("supergraph.yaml").display(),
-        ),
-    )
-    .unwrap();
-    let router = switchyard_router::start(&RouterOptions {
-        config,
-        supergraph: repo.join("schema/supergraph.graphql"),
-        hot_reload: false,
+        )
     })
-    .unwrap();
-    let started = Instant::now();
-    while router.listen_address().await.is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "router did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    .await;
     Running {
+        base: format!("http://127.0.0.1:{}/explore", router.port),
         router,
-        base: format!("http://127.0.0.1:{port}/explore"),
-        _dir: dir,
     }
 }
 
@@ -252,7 +220,7 @@ async fn explorer_is_served_with_the_right_headers() {
     assert_eq!(row("1.9.0")["count"], 2);
     assert_eq!(row("1.9.0")["retiredVersion"], true);
 
-    running.router.shutdown().await.unwrap();
+    running.router.server.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,7 +259,7 @@ async fn the_admin_token_guards_everything() {
         .await
         .unwrap();
     assert_eq!(basic.status(), 200);
-    running.router.shutdown().await.unwrap();
+    running.router.server.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,5 +404,5 @@ async fn bad_api_requests_get_precise_errors() {
         .unwrap();
     assert_eq!(sdl.status(), 200);
     assert_eq!(sdl.text().await.unwrap(), posts);
-    running.router.shutdown().await.unwrap();
+    running.router.server.shutdown().await.unwrap();
 }

@@ -44,7 +44,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tower::{BoxError, ServiceExt};
 
-use self::reply::{Gzip, Reply};
+use self::reply::{Fixed, Gzip, Reply};
 use crate::composition::{self, SubgraphSource};
 use crate::plugins::persisted_queries::reload::{Snapshot, Watched};
 
@@ -135,7 +135,7 @@ struct State {
     supergraph_sdl: Arc<String>,
     api: Valid<Schema>,
     /// `api/schema`, serialized once.
-    schema_json: Bytes,
+    schema_json: Fixed,
     /// `api/sdl`: the API schema the editor validates and completes against (so it needs no
     /// introspection, which production turns off).
     api_sdl: Bytes,
@@ -149,7 +149,7 @@ struct State {
 
 struct CatalogueCache {
     catalogue: catalogue::Catalogue,
-    json: Bytes,
+    json: Fixed,
 }
 
 struct Explorer {
@@ -169,6 +169,7 @@ impl Plugin for Explorer {
         }
         let fail = |e: String| -> BoxError { format!("switchyard.explorer: {e}").into() };
         config.check().map_err(fail)?;
+        crate::plugins::persisted_queries::usage::watch();
         let supergraph = apollo_federation::Supergraph::new(&init.supergraph_sdl)
             .map_err(|e| fail(format!("the supergraph: {e}")))?;
         let api = composition::api_schema(&init.supergraph_sdl).map_err(fail)?;
@@ -179,7 +180,7 @@ impl Plugin for Explorer {
             base: format!("{}/", config.path),
             token: config.admin_token.as_ref().map(|t| admin_token::digest(t)),
             supergraph_sdl: init.supergraph_sdl.clone(),
-            schema_json: serde_json::to_vec(&model)?.into(),
+            schema_json: Fixed::new(serde_json::to_vec(&model)?),
             api_sdl: api.to_string().into(),
             owners: model.owners(),
             api,
@@ -248,9 +249,9 @@ async fn route(state: &State, parts: &http::request::Parts, body: router::Body) 
     let method = &parts.method;
     if let Some(api) = rest.strip_prefix("api/") {
         return match (method, api) {
-            (&Method::GET, "schema") => Reply::json(StatusCode::OK, state.schema_json.clone()),
+            (&Method::GET, "schema") => state.schema_json.json(),
             (&Method::GET, "operations") => match catalogue_of(state) {
-                Ok(cache) => Reply::json(StatusCode::OK, cache.json.clone()),
+                Ok(cache) => cache.json.json(),
                 Err(e) => Reply::error(StatusCode::SERVICE_UNAVAILABLE, &e),
             },
             (&Method::GET, "usage") => usage(state),
@@ -299,7 +300,9 @@ async fn route(state: &State, parts: &http::request::Parts, body: router::Body) 
                     "no-cache"
                 },
                 body: Bytes::from_static(asset.bytes),
-                gzip: asset.gzipped().map_or(Gzip::Never, Gzip::Ready),
+                gzip: asset
+                    .gzipped()
+                    .map_or(Gzip::Never, |gz| Gzip::Ready(Bytes::from_static(gz))),
                 extra: Vec::new(),
             },
             None => Reply::error(StatusCode::NOT_FOUND, "no such asset"),
@@ -344,9 +347,7 @@ fn catalogue_of(state: &State) -> Result<Arc<CatalogueCache>, String> {
         &state.api,
         &state.owners,
     );
-    let json = serde_json::to_vec(&catalogue)
-        .map_err(|e| e.to_string())?
-        .into();
+    let json = Fixed::new(serde_json::to_vec(&catalogue).map_err(|e| e.to_string())?);
     let cache = Arc::new(CatalogueCache { catalogue, json });
     *cached = Some((snapshot, cache.clone()));
     Ok(cache)

@@ -2,6 +2,8 @@
 //! every one of them needs (content type, caching, `nosniff`, the page's CSP) and gzip when
 //! the client accepts it.
 
+use std::sync::OnceLock;
+
 use apollo_router::services::router;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
@@ -18,8 +20,36 @@ pub enum Gzip {
     Never,
     /// Compressed per response (small dynamic bodies).
     OnTheFly,
-    /// An embedded asset's copy, compressed once.
-    Ready(&'static [u8]),
+    /// A copy compressed once (an embedded asset, a fixed API answer).
+    Ready(Bytes),
+}
+
+/// A body that does not change for the life of its holder (the schema model, one manifest's
+/// catalogue), with its gzip copy made on first use instead of on every response.
+pub struct Fixed {
+    body: Bytes,
+    gzip: OnceLock<Bytes>,
+}
+
+impl Fixed {
+    pub fn new(body: impl Into<Bytes>) -> Self {
+        Self {
+            body: body.into(),
+            gzip: OnceLock::new(),
+        }
+    }
+
+    /// A 200 JSON answer with this body.
+    pub fn json(&self) -> Reply {
+        let gzip = self
+            .gzip
+            .get_or_init(|| Bytes::from(super::assets::gzip(&self.body)))
+            .clone();
+        Reply {
+            gzip: Gzip::Ready(gzip),
+            ..Reply::json(StatusCode::OK, self.body.clone())
+        }
+    }
 }
 
 /// A response under construction.
@@ -96,7 +126,7 @@ pub fn respond(
     let body = match reply.gzip {
         Gzip::Ready(compressed) if gzip_ok => {
             response = response.header(header::CONTENT_ENCODING, "gzip");
-            Bytes::from_static(compressed)
+            compressed
         }
         Gzip::OnTheFly if gzip_ok && reply.body.len() >= 1024 => {
             response = response.header(header::CONTENT_ENCODING, "gzip");

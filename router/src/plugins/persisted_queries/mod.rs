@@ -134,13 +134,15 @@ impl PersistedQueries {
         let client = client_label(&snapshot, &request.client);
         // Which versions still send which shipped operation (the explorer's impact view),
         // retired versions included: they are refused, but they are still out there.
-        let shipped = match &outcome {
-            Ok(_) => request.persisted_id.clone(),
-            Err(PqError::ClientVersionRetired { .. }) => shipped_id(request),
-            Err(_) => None,
-        };
-        if let Some(id) = shipped.filter(|id| snapshot.manifest.get(id).is_some()) {
-            usage::Usage::global().record(&id, &client, request.client.version.as_deref());
+        if usage::watched() {
+            let shipped = match &outcome {
+                Ok(_) => request.persisted_id.clone(),
+                Err(PqError::ClientVersionRetired { .. }) => shipped_id(request),
+                Err(_) => None,
+            };
+            if let Some(id) = shipped.filter(|id| snapshot.manifest.get(id).is_some()) {
+                usage::Usage::global().record(&id, &client, request.client.version.as_deref());
+            }
         }
         let label: &'static str = match &outcome {
             Ok(label) => label,

@@ -8,8 +8,23 @@
 //! kept only when they parse as semver and are short, so clients cannot mint entries.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Whether an explorer reads the table: until one is enabled, the safelist stage records
+/// nothing (no lock and no allocation on the request path of a router without it).
+static WATCHED: AtomicBool = AtomicBool::new(false);
+
+/// The explorer is on in this process: record from now on.
+pub fn watch() {
+    WATCHED.store(true, Ordering::Relaxed);
+}
+
+/// Whether to record.
+pub fn watched() -> bool {
+    WATCHED.load(Ordering::Relaxed)
+}
 
 /// Most (operation, client, version) entries kept; later new ones are counted as dropped.
 pub const MAX_ENTRIES: usize = 10_000;
