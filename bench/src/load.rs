@@ -1,5 +1,5 @@
-//! A closed-loop load generator: N workers, each sending one request after another for a fixed
-//! time, over keep-alive connections.
+//! The load generator: closed loop (N workers, each sending one request after another) and
+//! open loop (a fixed arrival rate), over keep-alive connections.
 
 use std::time::{Duration, Instant};
 
@@ -76,8 +76,42 @@ impl Outcome {
     }
 }
 
-/// Runs `request` from `workers` concurrent loops for `duration`. A response counts as ok when
-/// it is a 200 without GraphQL errors.
+/// Sends `request` once and judges the answer: ok when it is a 200 without GraphQL errors;
+/// the body's length (decompressed) when ok.
+pub async fn send_checked(client: &reqwest::Client, request: &Request) -> Result<usize, String> {
+    match request.send(client).await {
+        Ok(response) => {
+            let status = response.status();
+            match response.text().await {
+                Ok(text) if status == 200 && !text.contains("\"errors\"") => Ok(text.len()),
+                Ok(text) => Err(format!(
+                    "{status}: {}",
+                    text.chars().take(300).collect::<String>()
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Outcome {
+    fn record(&mut self, latency: Duration, result: Result<usize, String>) {
+        match result {
+            Ok(_) => {
+                self.ok += 1;
+                self.latencies.push(latency);
+            }
+            Err(e) => {
+                self.failed += 1;
+                self.first_failure.get_or_insert(e);
+            }
+        }
+    }
+}
+
+/// Runs `request` from `workers` concurrent loops for `duration` (closed loop: each worker
+/// sends its next request when the previous one answered).
 pub async fn run(
     client: &reqwest::Client,
     request: &Request,
@@ -94,30 +128,8 @@ pub async fn run(
                 let mut outcome = Outcome::default();
                 while Instant::now() < deadline {
                     let sent = Instant::now();
-                    let result = match request.send(&client).await {
-                        Ok(response) => {
-                            let status = response.status();
-                            match response.text().await {
-                                Ok(text) if status == 200 && !text.contains("\"errors\"") => Ok(()),
-                                Ok(text) => Err(format!(
-                                    "{status}: {}",
-                                    text.chars().take(300).collect::<String>()
-                                )),
-                                Err(e) => Err(e.to_string()),
-                            }
-                        }
-                        Err(e) => Err(e.to_string()),
-                    };
-                    match result {
-                        Ok(()) => {
-                            outcome.ok += 1;
-                            outcome.latencies.push(sent.elapsed());
-                        }
-                        Err(e) => {
-                            outcome.failed += 1;
-                            outcome.first_failure.get_or_insert(e);
-                        }
-                    }
+                    let result = send_checked(&client, &request).await;
+                    outcome.record(sent.elapsed(), result);
                 }
                 outcome
             })
@@ -135,6 +147,55 @@ pub async fn run(
     }
     total.elapsed = started.elapsed();
     total
+}
+
+/// Runs `request` open loop: requests start at `rate` per second for `duration` whatever the
+/// answers do, and each latency counts from when its request was due, so a server that stalls
+/// is charged for every request it delayed (no coordinated omission). A request that would
+/// exceed `max_in_flight` is not sent and counts as failed: the server is not keeping up.
+pub async fn run_open(
+    client: &reqwest::Client,
+    request: &Request,
+    rate: f64,
+    duration: Duration,
+    max_in_flight: usize,
+) -> Outcome {
+    let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    let total = (duration.as_secs_f64() * rate).ceil() as u32;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_in_flight));
+    let started = Instant::now();
+    let mut outcome = Outcome::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let due = started + interval * i;
+        tokio::time::sleep_until(due.into()).await;
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                let (client, request) = (client.clone(), request.clone());
+                tasks.spawn(async move {
+                    let result = send_checked(&client, &request).await;
+                    drop(slot);
+                    (due.elapsed(), result)
+                });
+            }
+            Err(_) => outcome.record(
+                Duration::ZERO,
+                Err(format!(
+                    "over {max_in_flight} requests in flight: not keeping up"
+                )),
+            ),
+        }
+        while let Some(Ok((latency, result))) = tasks.try_join_next() {
+            outcome.record(latency, result);
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((latency, result)) = joined {
+            outcome.record(latency, result);
+        }
+    }
+    outcome.elapsed = started.elapsed();
+    outcome
 }
 
 /// The median of a few numbers.

@@ -5,8 +5,11 @@
 //! Run with `./scripts/bench <workload>` (release build).
 
 mod events;
+mod federation;
 mod load;
 mod platform;
+mod process;
+mod report;
 mod tracing_overhead;
 mod workloads;
 
@@ -32,6 +35,12 @@ struct Cli {
     /// Repository root (for the supergraph and the manifest).
     #[arg(long, default_value = ".", global = true)]
     repo: PathBuf,
+    /// Open-loop arrival rate, requests per second (federation).
+    #[arg(long, default_value_t = 100.0, global = true)]
+    rate: f64,
+    /// The Hive Router binary (federation; default: `hive_router` on PATH or in ~/.cargo/bin).
+    #[arg(long, global = true)]
+    hive_router: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -55,6 +64,13 @@ enum Workload {
     /// `switchyard dev` with no trace exporter (baseline) versus OTLP export at the production
     /// sample ratio and at 1.0: throughput, latency, CPU per request, spans per request.
     Tracing,
+    /// The public gateway benchmark's four subgraphs and nested query through Switchyard (no
+    /// plugins, every stage, response cache on) and Hive Router (deduplication on and off):
+    /// closed and open loop, gzip and identity; markdown and SVG in bench/results/.
+    Federation,
+    /// A router with every stage on, the federation query at 70% of its measured capacity for
+    /// `--seconds` (600 for the 10-minute soak), RSS sampled every second (not in CI).
+    Soak,
 }
 
 pub struct Settings {
@@ -81,5 +97,13 @@ async fn main() -> anyhow::Result<()> {
         Workload::Cache => workloads::cache(&settings).await,
         Workload::Events => events::events(&settings).await,
         Workload::Tracing => tracing_overhead::tracing(&settings).await,
+        Workload::Federation => {
+            let options = federation::FederationOptions {
+                hive_router: cli.hive_router,
+                rate: cli.rate,
+            };
+            federation::federation(&settings, &options).await
+        }
+        Workload::Soak => federation::soak(&settings).await,
     }
 }

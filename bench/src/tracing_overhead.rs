@@ -23,6 +23,7 @@ use switchyard_kit::testing::otlp::OtlpReceiver;
 
 use crate::Settings;
 use crate::load::{self, Request, median};
+use crate::process::ProcessTree;
 
 /// The router's listen address in `router/router.yaml`, which this workload keeps.
 const ROUTER: &str = "http://127.0.0.1:4000/graphql";
@@ -288,58 +289,18 @@ impl Dev {
     }
 
     /// The process and its descendants (the router).
-    fn pids(&self) -> Vec<u32> {
-        let mut pids = vec![self.child.id()];
-        let mut i = 0;
-        while i < pids.len() {
-            let parent = pids[i];
-            let children =
-                std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
-                    .unwrap_or_default();
-            pids.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok()),
-            );
-            i += 1;
-        }
-        pids
+    fn tree(&self) -> ProcessTree {
+        ProcessTree(self.child.id())
     }
 
     /// User plus system CPU of the process tree so far.
     fn cpu(&self) -> anyhow::Result<Duration> {
-        let ticks_per_second = 100.0; // USER_HZ on Linux
-        let mut ticks = 0u64;
-        for pid in self.pids() {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .with_context(|| format!("/proc/{pid}/stat"))?;
-            // Fields after the parenthesised command name; utime and stime are the 14th and
-            // 15th fields of the whole line.
-            let rest = stat.rsplit_once(')').context("stat format")?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            for index in [11, 12] {
-                ticks += fields
-                    .get(index)
-                    .and_then(|f| f.parse::<u64>().ok())
-                    .context("stat utime/stime")?;
-            }
-        }
-        Ok(Duration::from_secs_f64(ticks as f64 / ticks_per_second))
+        self.tree().cpu()
     }
 
     /// Resident memory of the process tree now.
     fn rss_bytes(&self) -> anyhow::Result<u64> {
-        let mut bytes = 0;
-        for pid in self.pids() {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-            let kb = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .context("VmRSS")?;
-            bytes += kb * 1024;
-        }
-        Ok(bytes)
+        self.tree().rss_bytes()
     }
 
     /// SIGTERM (the router drains, every process flushes its exporter) and wait.

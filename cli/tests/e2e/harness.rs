@@ -120,7 +120,12 @@ pub struct Options {
     pub override_accounts_url: bool,
     /// The router's address (an ephemeral port when absent; a schema reload may then move it).
     pub listen: Option<SocketAddr>,
+    /// A subgraph's store (by subgraph name) instead of two SQLite shards in the temp dir.
+    pub stores: Option<StoreFn>,
 }
+
+/// Chooses a subgraph's store config; `None` keeps the SQLite default.
+pub type StoreFn = Arc<dyn Fn(&str) -> Option<StoreConfig> + Send + Sync>;
 
 pub use switchyard_kit::testing::free_addr;
 
@@ -143,6 +148,7 @@ impl Default for Options {
             write_supergraph: None,
             override_accounts_url: true,
             listen: None,
+            stores: None,
         }
     }
 }
@@ -169,7 +175,11 @@ impl Platform {
             &switchyard_engagement::SUBGRAPH,
             &switchyard_notifications::SUBGRAPH,
         ] {
-            let config = StoreConfig::sqlite(&dir.path().join("data"), def.name, 2);
+            let config = options
+                .stores
+                .as_ref()
+                .and_then(|stores| stores(def.name))
+                .unwrap_or_else(|| StoreConfig::sqlite(&dir.path().join("data"), def.name, 2));
             let store = Arc::new(ShardedStore::connect_as(def.name, &config).await.unwrap());
             (def.migrate)(&store).await.unwrap();
             stores.push(store.clone());

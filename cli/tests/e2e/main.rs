@@ -1,6 +1,7 @@
 //! End-to-end: real subgraphs and the real router on ephemeral ports, over HTTP.
 
 mod cache_worker;
+mod chaos;
 mod cross_subgraph;
 mod engagement;
 mod graphql_http_audit;
@@ -16,3 +17,4 @@ mod rate_limit;
 mod request_path;
 mod resilience;
 mod response_cache;
+mod steady_load;

@@ -28,7 +28,7 @@ pub fn plugins(cache_yaml: &str) -> String {
     )
 }
 
-fn redis_yaml(url: &str, prefix: &str) -> String {
+pub fn redis_yaml(url: &str, prefix: &str) -> String {
     format!(
         "    redis:\n      url: {url}\n      key_prefix: \"{prefix}\"\n      channel: \"{prefix}invalidations\"\n      timeout: 200ms\n"
     )

@@ -126,8 +126,10 @@ pub async fn sign_in(
     let user_id = lookup_login(session, login).await?;
     let credential = match user_id {
         Some(id) if shard_of(id) < session.store().shard_count() => {
-            credential::Entity::find_by_id(id)
-                .one(session.reader(shard_of(id)))
+            session
+                .read(shard_of(id), |conn| async move {
+                    credential::Entity::find_by_id(id).one(&conn).await
+                })
                 .await?
         }
         _ => None,
@@ -185,8 +187,11 @@ async fn lookup_login(session: &Session, login: &str) -> ApiResult<Option<i64>> 
             return Ok(None);
         };
         let shard = session.store().shard_for_key(address.as_bytes());
-        Ok(email::Entity::find_by_id(address)
-            .one(session.reader(shard))
+        Ok(session
+            .read(shard, |conn| {
+                let address = address.clone();
+                async move { email::Entity::find_by_id(address).one(&conn).await }
+            })
             .await?
             .map(|e| e.user_id)
             .filter(|id| *id > 0))

@@ -129,8 +129,10 @@ pub async fn add_comment(
 }
 
 pub async fn comment(session: &Session, id: i64) -> ApiResult<Option<comment::Model>> {
-    Ok(comment::Entity::find_by_id(id)
-        .one(session.reader(shard_of(id)))
+    Ok(session
+        .read(shard_of(id), |conn| async move {
+            comment::Entity::find_by_id(id).one(&conn).await
+        })
         .await?)
 }
 
@@ -272,10 +274,14 @@ pub async fn followed_by(
     follower_id: i64,
     followee_ids: &[i64],
 ) -> ApiResult<HashSet<i64>> {
-    let rows = follow::Entity::find()
+    let query = follow::Entity::find()
         .filter(follow::Column::FollowerId.eq(follower_id))
-        .filter(follow::Column::FolloweeId.is_in(followee_ids.to_vec()))
-        .all(session.reader(shard_of(follower_id)))
+        .filter(follow::Column::FolloweeId.is_in(followee_ids.to_vec()));
+    let rows = session
+        .read(shard_of(follower_id), |conn| {
+            let query = query.clone();
+            async move { query.all(&conn).await }
+        })
         .await?;
     Ok(rows.into_iter().map(|r| r.followee_id).collect())
 }
@@ -308,27 +314,27 @@ where
             .or_default()
             .push(key.owner);
     }
-    let results =
-        futures::future::try_join_all(groups.into_iter().map(|((shard, page), owners)| {
-            let conn = session.reader(shard);
-            async move {
-                let statement = switchyard_kit::page::ranked_pages(
-                    conn.get_database_backend(),
-                    table,
-                    columns,
-                    owner_column,
-                    &owners,
-                    page,
-                );
-                let rows = E::find()
-                    .from_raw_sql(statement)
-                    .all(conn)
-                    .await
-                    .map_err(|source| switchyard_kit::StoreError::Query { shard, source })?;
-                Ok::<_, ApiError>((page, owners, rows))
-            }
-        }))
-        .await?;
+    let results = futures::future::try_join_all(groups.into_iter().map(
+        |((shard, page), owners)| async move {
+            let statement = switchyard_kit::page::ranked_pages(
+                session.reader(shard).get_database_backend(),
+                table,
+                columns,
+                owner_column,
+                &owners,
+                page,
+            );
+            let rows = session
+                .read(shard, |conn| {
+                    let statement = statement.clone();
+                    async move { E::find().from_raw_sql(statement).all(&conn).await }
+                })
+                .await
+                .map_err(|source| switchyard_kit::StoreError::Query { shard, source })?;
+            Ok::<_, ApiError>((page, owners, rows))
+        },
+    ))
+    .await?;
     let mut out = HashMap::new();
     for (page, owners, rows) in results {
         let mut by_owner: HashMap<i64, Vec<E::Model>> = HashMap::new();

@@ -52,6 +52,9 @@ impl ApiError {
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
             ApiError::Refused(code, _) => code,
+            // A shard that cannot be reached is worth retrying (shortly, or through another
+            // replica of the client's choice); any other store failure is ours.
+            ApiError::Store(inner) if inner.is_unreachable() => "STORE_UNAVAILABLE",
             ApiError::Store(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -132,7 +135,11 @@ fn assign_execution_code(error: &mut ServerError) {
         let code = api.code();
         if let ApiError::Store(inner) = api {
             tracing::error!(error = %inner, path = ?error.path, "store failure");
-            error.message = "internal error: the data store failed; try again".to_owned();
+            error.message = if inner.is_unreachable() {
+                "the data store is unreachable; try again shortly".to_owned()
+            } else {
+                "internal error: the data store failed; try again".to_owned()
+            };
         }
         set_code(error, code);
     } else if error.message.starts_with("Invalid value for argument")

@@ -45,6 +45,10 @@ pub struct Metrics {
     pub pool_max_connections: IntGaugeVec,
     /// How far a PostgreSQL replica's replay is behind (0 when caught up), by subgraph, shard.
     pub replica_lag: GaugeVec,
+    /// Times a replica was found unreachable and taken out of rotation, by subgraph, shard.
+    pub replica_failovers: IntCounterVec,
+    /// 1 while a shard's replica is in rotation, 0 while its reads go to the primary.
+    pub replica_up: IntGaugeVec,
     /// Outbox rows not yet relayed, by subgraph and shard.
     pub outbox_unsent: IntGaugeVec,
     /// Age of the oldest unrelayed outbox row, by subgraph and shard.
@@ -214,6 +218,16 @@ impl Metrics {
             replica_lag: float_gauge(
                 "switchyard_store_replica_lag_seconds",
                 "How far a PostgreSQL replica's replay is behind its primary (0 when caught up)",
+                &["subgraph", "shard"],
+            ),
+            replica_failovers: counter(
+                "switchyard_store_replica_failovers_total",
+                "Times a shard's replica was found unreachable and its reads moved to the primary",
+                &["subgraph", "shard"],
+            ),
+            replica_up: gauge(
+                "switchyard_store_replica_up",
+                "1 while a shard's replica serves reads, 0 while it is out of rotation",
                 &["subgraph", "shard"],
             ),
             outbox_unsent: gauge(

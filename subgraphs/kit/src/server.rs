@@ -256,10 +256,13 @@ fn backstop(
 }
 
 async fn ready<E: Executor>(State(app): State<Arc<App<E>>>) -> (StatusCode, String) {
-    match app.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready".into()),
-        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
-    }
+    let readiness = app.store.readiness().await;
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, readiness.report)
 }
 
 /// Serves `app` until `shutdown` resolves; in-flight requests are allowed to finish.

@@ -3,6 +3,12 @@
 //! Rows live on the shard their owning key hashes to (or, for an existing id, the shard the id
 //! carries — see [`crate::id`]). Reads go to the replica when a shard has one, except after this
 //! request wrote to that shard ([`Session`]), so a client always reads its own writes.
+//!
+//! A replica that stops answering is taken out of rotation: the read that found it down is
+//! retried on the primary, later reads go straight to the primary, and a background probe puts
+//! the replica back once it answers again ([`ReplicaHealth`]). A replica is a scaling aid, not
+//! a dependency: losing one costs latency for at most [`StoreConfig::replica_acquire_timeout_ms`],
+//! never an error.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -31,6 +37,11 @@ pub struct StoreConfig {
     /// How long start-up waits for a shard before naming it as unreachable.
     #[serde(default = "default_connect_timeout_secs")]
     pub connect_timeout_secs: u64,
+    /// How long a read waits for a replica connection before it is retried on the primary
+    /// and the replica is taken out of rotation. Short, because a replica that cannot hand out
+    /// a connection in this time is down or overloaded, and the primary can answer instead.
+    #[serde(default = "default_replica_acquire_timeout_ms")]
+    pub replica_acquire_timeout_ms: u64,
 }
 
 /// One shard's connection URLs.
@@ -51,6 +62,13 @@ fn default_max_connections() -> u32 {
 fn default_connect_timeout_secs() -> u64 {
     5
 }
+
+fn default_replica_acquire_timeout_ms() -> u64 {
+    1000
+}
+
+/// How often a replica taken out of rotation is probed.
+const REPLICA_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 impl StoreConfig {
     /// The embedded default: `shards` SQLite files under `data_dir`, named after the subgraph.
@@ -84,6 +102,7 @@ impl StoreConfig {
             shards,
             max_connections: default_max_connections(),
             connect_timeout_secs: default_connect_timeout_secs(),
+            replica_acquire_timeout_ms: default_replica_acquire_timeout_ms(),
         }
     }
 }
@@ -109,6 +128,17 @@ pub enum StoreError {
     Query { shard: usize, source: DbErr },
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+impl StoreError {
+    /// True when the shard could not be reached (rather than refusing the statement).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Query { source, .. } | StoreError::Db(source) => is_unreachable(source),
+            _ => false,
+        }
+    }
 }
 
 /// Statements executed, per shard, counted by SeaORM's metric hook on every real statement
@@ -143,12 +173,36 @@ impl StatementCounter {
     }
 }
 
+/// What the readiness probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// False only when no shard's primary answers.
+    pub ready: bool,
+    /// `ready`, or one line per connection that did not answer.
+    pub report: String,
+}
+
 /// One shard's connections.
 #[derive(Debug)]
 pub struct Shard {
     pub index: usize,
     pub primary: DatabaseConnection,
     pub replica: Option<DatabaseConnection>,
+    replica_health: Arc<ReplicaHealth>,
+}
+
+impl Shard {
+    /// False while the replica is out of rotation (reads go to the primary).
+    pub fn replica_up(&self) -> bool {
+        self.replica.is_some() && !self.replica_health.down.load(Ordering::Acquire)
+    }
+}
+
+/// Whether a shard's replica is in rotation. Set down by the read that found it unreachable,
+/// set up again by the probe that task starts, so only one probe runs per outage.
+#[derive(Debug, Default)]
+struct ReplicaHealth {
+    down: AtomicBool,
 }
 
 /// All shards of one subgraph.
@@ -203,6 +257,7 @@ impl ShardedStore {
                         index,
                         primary,
                         replica,
+                        replica_health: Arc::default(),
                     })
                 }
             },
@@ -317,17 +372,74 @@ impl ShardedStore {
         Ok(per_shard.into_iter().sum())
     }
 
-    /// Checks that every primary and replica answers: the readiness probe.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    /// The readiness probe: pings every primary and replica. A replica that does not answer is
+    /// taken out of rotation and does not make the subgraph unready (its reads go to the
+    /// primary). One shard whose primary is down does not either: every replica of this
+    /// subgraph shares that primary, so taking them all out of service would turn one shard's
+    /// outage into the whole subgraph's. Unready means no primary answers at all.
+    pub async fn readiness(self: &Arc<Self>) -> Readiness {
+        let mut report = String::new();
+        let mut primaries_up = 0;
         for shard in &self.shards {
-            for conn in std::iter::once(&shard.primary).chain(shard.replica.as_ref()) {
-                conn.ping().await.map_err(|source| StoreError::Query {
-                    shard: shard.index,
-                    source,
-                })?;
+            let primary = shard.primary.ping().await;
+            match &primary {
+                Ok(()) => primaries_up += 1,
+                Err(e) => report.push_str(&format!("shard {}: primary: {e}\n", shard.index)),
+            }
+            if let Some(replica) = &shard.replica
+                && let Err(e) = replica.ping().await
+            {
+                if is_unreachable(&e) {
+                    self.replica_unreachable(shard.index, &e);
+                }
+                report.push_str(&format!(
+                    "shard {}: replica: {e} (reads on the primary)\n",
+                    shard.index
+                ));
             }
         }
-        Ok(())
+        Readiness {
+            ready: primaries_up > 0,
+            report: if report.is_empty() {
+                "ready".to_owned()
+            } else {
+                report
+            },
+        }
+    }
+
+    /// Takes `shard`'s replica out of rotation (once per outage) and starts the probe that
+    /// puts it back.
+    fn replica_unreachable(self: &Arc<Self>, shard: usize, err: &DbErr) {
+        let shard_ref = &self.shards[shard];
+        let (Some(replica), health) = (&shard_ref.replica, &shard_ref.replica_health) else {
+            return;
+        };
+        if health.down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let subgraph = self.name;
+        tracing::warn!(subgraph, shard, error = %err, "replica unreachable: reads go to the primary until it answers");
+        crate::metrics::metrics()
+            .replica_failovers
+            .with_label_values(&[subgraph, &shard.to_string()])
+            .inc();
+        let (replica, health) = (replica.clone(), health.clone());
+        let store = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REPLICA_PROBE_INTERVAL).await;
+                if store.strong_count() == 0 {
+                    return;
+                }
+                let probe = replica.execute_unprepared("SELECT 1");
+                if let Ok(Ok(_)) = tokio::time::timeout(REPLICA_PROBE_INTERVAL, probe).await {
+                    health.down.store(false, Ordering::Release);
+                    tracing::info!(subgraph, shard, "replica answers again: back in rotation");
+                    return;
+                }
+            }
+        });
     }
 }
 
@@ -367,7 +479,11 @@ async fn connect_one(
         .max_connections(config.max_connections)
         .min_connections(if is_sqlite { 1 } else { 0 })
         .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
-        .acquire_timeout(Duration::from_secs(config.connect_timeout_secs.max(5)))
+        .acquire_timeout(if at.role == "replica" {
+            Duration::from_millis(config.replica_acquire_timeout_ms.max(1))
+        } else {
+            Duration::from_secs(config.connect_timeout_secs.max(5))
+        })
         .sqlx_logging(false);
     if is_sqlite {
         options.map_sqlx_sqlite_opts(|opts| {
@@ -429,12 +545,40 @@ impl Session {
         &self.store
     }
 
-    /// The connection to read `shard` from.
+    /// The connection to read `shard` from: its replica, unless this session wrote to the
+    /// shard or the replica is out of rotation. Prefer [`Self::read`], which also fails over.
     pub fn reader(&self, shard: usize) -> &DatabaseConnection {
         let shard_ref = &self.store.shards[shard];
         match &shard_ref.replica {
-            Some(replica) if !self.written[shard].load(Ordering::Acquire) => replica,
+            Some(replica)
+                if !self.written[shard].load(Ordering::Acquire)
+                    && !shard_ref.replica_health.down.load(Ordering::Acquire) =>
+            {
+                replica
+            }
             _ => &shard_ref.primary,
+        }
+    }
+
+    /// Runs one read on `shard`: on [`Self::reader`]'s connection, and when that was the
+    /// replica and it proved unreachable, again on the primary (taking the replica out of
+    /// rotation). `read` may therefore run twice; it must only read.
+    pub async fn read<T, F, Fut>(&self, shard: usize, read: F) -> Result<T, DbErr>
+    where
+        F: Fn(DatabaseConnection) -> Fut,
+        Fut: Future<Output = Result<T, DbErr>>,
+    {
+        let conn = self.reader(shard);
+        let primary = self.store.primary(shard);
+        if std::ptr::eq(conn, primary) {
+            return read(primary.clone()).await;
+        }
+        match read(conn.clone()).await {
+            Err(err) if is_unreachable(&err) => {
+                self.store.replica_unreachable(shard, &err);
+                read(primary.clone()).await
+            }
+            result => result,
         }
     }
 
@@ -470,13 +614,19 @@ impl Session {
         query: F,
     ) -> Result<Vec<T>, StoreError>
     where
+        K: Clone,
         F: Fn(DatabaseConnection, usize, Vec<K>) -> Fut,
         Fut: Future<Output = Result<Vec<T>, DbErr>>,
     {
         tracing::Span::current().record("shards", groups.len());
+        let query = &query;
         let results = futures::future::try_join_all(groups.into_iter().map(|(shard, keys)| {
             let span = self.shard_span(shard, keys.len());
-            on_shard(shard, query(self.reader(shard).clone(), shard, keys)).instrument(span)
+            on_shard(
+                shard,
+                self.read(shard, move |conn| query(conn, shard, keys.clone())),
+            )
+            .instrument(span)
         }))
         .await?;
         Ok(results.into_iter().flatten().collect())
@@ -489,9 +639,10 @@ impl Session {
         Fut: Future<Output = Result<Vec<T>, DbErr>>,
     {
         tracing::Span::current().record("shards", self.store.shard_count());
+        let query = &query;
         futures::future::try_join_all((0..self.store.shard_count()).map(|shard| {
             let span = self.shard_span(shard, 0);
-            on_shard(shard, query(self.reader(shard).clone(), shard)).instrument(span)
+            on_shard(shard, self.read(shard, move |conn| query(conn, shard))).instrument(span)
         }))
         .await
     }
@@ -542,6 +693,33 @@ pub fn group_by_shard<K>(
         }
     }
     groups
+}
+
+/// True when `err` says the database could not be reached or dropped the connection (rather
+/// than refusing the statement): the errors a read on another copy of the data would avoid.
+pub fn is_unreachable(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    match err {
+        DbErr::ConnectionAcquire(_) => true,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            Sqlx::Io(_)
+            | Sqlx::Tls(_)
+            | Sqlx::Protocol(_)
+            | Sqlx::PoolTimedOut
+            | Sqlx::PoolClosed
+            | Sqlx::WorkerCrashed => true,
+            // SQLSTATE class 08 (connection exception) and 57P (the server shutting down or
+            // restarting: admin_shutdown, crash_shutdown, cannot_connect_now).
+            Sqlx::Database(db) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// True when a database error is a unique-constraint violation (a taken handle, a colliding id).

@@ -131,6 +131,11 @@ impl Watch for PoolWatch {
                         .set(i64::from(value));
                 }
             }
+            if shard.replica.is_some() {
+                m.replica_up
+                    .with_label_values(&[store.name(), index.as_str()])
+                    .set(i64::from(shard.replica_up()));
+            }
             if let Some(replica) = &shard.replica
                 && replica.get_database_backend() == DbBackend::Postgres
             {

@@ -166,7 +166,12 @@ pub async fn inbox(
     if let Some(before) = page.before_id {
         query = query.filter(notification::Column::Id.lt(before));
     }
-    let rows = query.all(session.reader(shard_of(user_id))).await?;
+    let rows = session
+        .read(shard_of(user_id), |conn| {
+            let query = query.clone();
+            async move { query.all(&conn).await }
+        })
+        .await?;
     Ok(Page::from_overfetch(rows, page.first))
 }
 

@@ -148,7 +148,10 @@ impl Query {
         let page = PageRequest::parse(first, after.as_deref())?;
         let session = session(ctx);
         let (found, unread) = futures::future::try_join(repo::inbox(session, user, page), async {
-            repo::unread_count(session.reader(shard_of(user)), user)
+            session
+                .read(shard_of(user), |conn| async move {
+                    repo::unread_count(&conn, user).await
+                })
                 .await
                 .map_err(ApiError::from)
         })
@@ -179,7 +182,11 @@ impl Query {
         ctx: &Context<'_>,
     ) -> ApiResult<Vec<NotificationPreference>> {
         let user = signed_in(ctx)?;
-        let rows = repo::preferences(session(ctx).reader(shard_of(user)), user).await?;
+        let rows = session(ctx)
+            .read(shard_of(user), |conn| async move {
+                repo::preferences(&conn, user).await
+            })
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(kind, push)| NotificationPreference { kind, push })

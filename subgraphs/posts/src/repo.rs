@@ -145,17 +145,19 @@ pub async fn posts_by_authors(
             .or_default()
             .push(key.author_id);
     }
-    let results =
-        futures::future::try_join_all(groups.into_iter().map(|((shard, page), authors)| {
-            let conn = session.reader(shard);
-            async move {
-                let rows = ranked_posts(conn, &authors, page)
-                    .await
-                    .map_err(|source| switchyard_kit::StoreError::Query { shard, source })?;
-                Ok::<_, ApiError>((page, authors, rows))
-            }
-        }))
-        .await?;
+    let results = futures::future::try_join_all(groups.into_iter().map(
+        |((shard, page), authors)| async move {
+            let rows = session
+                .read(shard, |conn| {
+                    let authors = &authors;
+                    async move { ranked_posts(&conn, authors, page).await }
+                })
+                .await
+                .map_err(|source| switchyard_kit::StoreError::Query { shard, source })?;
+            Ok::<_, ApiError>((page, authors, rows))
+        },
+    ))
+    .await?;
 
     let mut pages = HashMap::new();
     for (page, authors, rows) in results {

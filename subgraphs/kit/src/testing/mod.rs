@@ -6,6 +6,7 @@ use crate::store::StoreConfig;
 
 pub mod otlp;
 pub mod promql;
+pub mod proxy;
 
 /// The server the tests use (trust auth). Override with `SWITCHYARD_TEST_PG`.
 pub fn pg_admin_url() -> String {
