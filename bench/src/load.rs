@@ -14,7 +14,18 @@ pub struct Request {
     pub gzip: bool,
 }
 
+/// The header naming a request's kind in a mix (sent to the router; it ignores it).
+pub const KIND_HEADER: &str = "x-bench-kind";
+
 impl Request {
+    /// The request's kind in a mix (its `x-bench-kind` header), or `request`.
+    pub fn kind(&self) -> &str {
+        self.headers
+            .iter()
+            .find(|(name, _)| name == KIND_HEADER)
+            .map_or("request", |(_, value)| value.as_str())
+    }
+
     /// Bytes of the HTTP/1.1 request on the wire: request line, the headers sent (Host and
     /// Content-Length included) and the body.
     pub async fn send(&self, client: &reqwest::Client) -> reqwest::Result<reqwest::Response> {
@@ -118,35 +129,63 @@ pub async fn run(
     workers: usize,
     duration: Duration,
 ) -> Outcome {
+    let request = request.clone();
+    run_mix(client, workers, duration, move |_, _| request.clone())
+        .await
+        .0
+}
+
+/// Closed loop where worker `w`'s `i`-th request is `next(w, i)`; also returns how many
+/// answers of each kind ([`Request::kind`]) were ok.
+pub async fn run_mix(
+    client: &reqwest::Client,
+    workers: usize,
+    duration: Duration,
+    next: impl Fn(usize, u64) -> Request + Send + Sync + 'static,
+) -> (Outcome, std::collections::BTreeMap<String, u64>) {
+    let next = std::sync::Arc::new(next);
     let started = Instant::now();
     let deadline = started + duration;
     let handles: Vec<_> = (0..workers)
-        .map(|_| {
-            let client = client.clone();
-            let request = request.clone();
+        .map(|worker| {
+            let (client, next) = (client.clone(), next.clone());
             tokio::spawn(async move {
                 let mut outcome = Outcome::default();
+                let mut kinds = std::collections::BTreeMap::<String, u64>::new();
+                let mut i = 0;
                 while Instant::now() < deadline {
+                    let request = next(worker, i);
+                    i += 1;
                     let sent = Instant::now();
                     let result = send_checked(&client, &request).await;
-                    outcome.record(sent.elapsed(), result);
+                    if result.is_ok() {
+                        *kinds.entry(request.kind().to_owned()).or_default() += 1;
+                    }
+                    outcome.record(
+                        sent.elapsed(),
+                        result.map_err(|e| format!("{}: {e}", request.kind())),
+                    );
                 }
-                outcome
+                (outcome, kinds)
             })
         })
         .collect();
     let mut total = Outcome::default();
+    let mut kinds = std::collections::BTreeMap::new();
     for handle in handles {
-        let part = handle.await.expect("worker");
+        let (part, part_kinds) = handle.await.expect("worker");
         total.ok += part.ok;
         total.failed += part.failed;
         total.latencies.extend(part.latencies);
         if total.first_failure.is_none() {
             total.first_failure = part.first_failure;
         }
+        for (kind, n) in part_kinds {
+            *kinds.entry(kind).or_default() += n;
+        }
     }
     total.elapsed = started.elapsed();
-    total
+    (total, kinds)
 }
 
 /// Runs `request` open loop: requests start at `rate` per second for `duration` whatever the

@@ -4,9 +4,11 @@
 //!
 //! Run with `./scripts/bench <workload>` (release build).
 
+mod dev;
 mod events;
 mod federation;
 mod load;
+mod mobile;
 mod platform;
 mod process;
 mod report;
@@ -41,6 +43,9 @@ struct Cli {
     /// The Hive Router binary (federation; default: `hive_router` on PATH or in ~/.cargo/bin).
     #[arg(long, global = true)]
     hive_router: Option<PathBuf>,
+    /// Federation without Hive Router (Switchyard's three routers only).
+    #[arg(long, global = true)]
+    no_hive: bool,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -71,6 +76,9 @@ enum Workload {
     /// A router with every stage on, the federation query at 70% of its measured capacity for
     /// `--seconds` (600 for the 10-minute soak), RSS sampled every second (not in CI).
     Soak,
+    /// The Android app's persisted operations in a signed-in population's mix (80% reads, 20%
+    /// writes, own tokens) through `switchyard dev`, response cache off versus on.
+    Mobile,
 }
 
 pub struct Settings {
@@ -100,10 +108,12 @@ async fn main() -> anyhow::Result<()> {
         Workload::Federation => {
             let options = federation::FederationOptions {
                 hive_router: cli.hive_router,
+                no_hive: cli.no_hive,
                 rate: cli.rate,
             };
             federation::federation(&settings, &options).await
         }
         Workload::Soak => federation::soak(&settings).await,
+        Workload::Mobile => mobile::mobile(&settings).await,
     }
 }

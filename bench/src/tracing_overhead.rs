@@ -12,18 +12,12 @@
 //! The collector decodes every export on the same two cores, so the measured overhead is an
 //! upper bound of what a remote collector would cost.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
 use anyhow::{Context, bail};
 use switchyard_kit::testing::otlp::OtlpReceiver;
 
 use crate::Settings;
+use crate::dev::{Dev, router_config_without};
 use crate::load::{self, Request, median};
-use crate::process::ProcessTree;
 
 /// The router's listen address in `router/router.yaml`, which this workload keeps.
 const ROUTER: &str = "http://127.0.0.1:4000/graphql";
@@ -75,7 +69,14 @@ pub async fn tracing(settings: &Settings) -> anyhow::Result<()> {
     );
     let repo = settings.repo.canonicalize().context("--repo")?;
     let dir = tempfile::tempdir()?;
-    let config = load_test_config(&repo, dir.path())?;
+    // The rate limits' development rules would refuse the load; the response cache would
+    // answer without reaching a subgraph (little to trace). Everything else stays on.
+    let config = router_config_without(
+        &repo,
+        dir.path(),
+        "router.yaml",
+        &["rate_limit", "response_cache"],
+    )?;
     let data = dir.path().join("data");
     let receiver = OtlpReceiver::start().await;
     let client = reqwest::Client::builder()
@@ -98,7 +99,18 @@ pub async fn tracing(settings: &Settings) -> anyhow::Result<()> {
     let mut measured: Vec<Measured> = VARIANTS.iter().map(|_| Measured::default()).collect();
     for round in 1..=settings.rounds {
         for (variant, out) in VARIANTS.iter().zip(&mut measured) {
-            let dev = Dev::start(&binary, &repo, &config, &data, variant, &receiver)?;
+            let dev = Dev::start(&binary, &repo, &config, &data, variant.name, |command| {
+                if let Some(ratio) = variant.sample_ratio {
+                    let ratio = ratio.to_string();
+                    command
+                        .args(["--otlp-protocol", "http", "--otlp-endpoint"])
+                        .arg(&receiver.http_endpoint)
+                        .args(["--trace-sample-ratio", &ratio])
+                        .env("SWITCHYARD_OTLP_ENDPOINT", &receiver.grpc_endpoint)
+                        .env("SWITCHYARD_OTLP_PROTOCOL", "grpc")
+                        .env("SWITCHYARD_TRACE_SAMPLE_RATIO", &ratio);
+                }
+            })?;
             let warm = load::run(&client, &request, settings.workers, settings.duration / 5).await;
             if warm.ok == 0 {
                 bail!("{}: warm-up failed: {:?}", variant.name, warm.first_failure);
@@ -176,146 +188,4 @@ pub async fn tracing(settings: &Settings) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// `router/router.yaml` as shipped, minus the two stages that would turn a load test into
-/// something else: the rate limits (the development rules refuse one client's 1,200th request
-/// in a minute) and the response cache (hits never reach a subgraph, so there would be little
-/// to trace). Everything else (JWT, safelist, operation limits, telemetry) stays on.
-fn load_test_config(repo: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
-    let source = repo.join("router/router.yaml");
-    let mut config: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(&source).with_context(|| format!("{}", source.display()))?,
-    )?;
-    let pipeline = config
-        .get_mut("plugins")
-        .and_then(|p| p.get_mut("switchyard.pipeline"))
-        .and_then(|p| p.as_mapping_mut())
-        .context("router/router.yaml has no plugins.switchyard.pipeline")?;
-    for stage in ["rate_limit", "response_cache"] {
-        pipeline
-            .remove(stage)
-            .with_context(|| format!("router/router.yaml configures no {stage}"))?;
-    }
-    let path = dir.join("router.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&config)?)?;
-    Ok(path)
-}
-
-/// One `switchyard dev` process (and its router child).
-struct Dev {
-    child: Child,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Dev {
-    fn start(
-        binary: &Path,
-        repo: &Path,
-        config: &Path,
-        data: &Path,
-        variant: &Variant,
-        receiver: &OtlpReceiver,
-    ) -> anyhow::Result<Self> {
-        let mut command = Command::new(binary);
-        command
-            .current_dir(repo)
-            .arg("dev")
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--router-config")
-            .arg(config)
-            .args(["--log-format", "json"])
-            .env("RUST_LOG", "info,sqlx=warn,sea_orm=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for name in [
-            "SWITCHYARD_OTLP_ENDPOINT",
-            "SWITCHYARD_OTLP_PROTOCOL",
-            "SWITCHYARD_TRACE_SAMPLE_RATIO",
-            "SWITCHYARD_OTLP_ENABLED",
-        ] {
-            command.env_remove(name);
-        }
-        if let Some(ratio) = variant.sample_ratio {
-            let ratio = ratio.to_string();
-            command
-                .args(["--otlp-protocol", "http", "--otlp-endpoint"])
-                .arg(&receiver.http_endpoint)
-                .args(["--trace-sample-ratio", &ratio])
-                .env("SWITCHYARD_OTLP_ENDPOINT", &receiver.grpc_endpoint)
-                .env("SWITCHYARD_OTLP_PROTOCOL", "grpc")
-                .env("SWITCHYARD_TRACE_SAMPLE_RATIO", &ratio);
-        }
-        let mut child = command.spawn().context("starting switchyard dev")?;
-        let (up_tx, up) = mpsc::channel();
-        // Both streams are drained for the process's whole life (one log line per request);
-        // the last lines are kept for an error message.
-        let (tail_tx, tail) = mpsc::channel::<String>();
-        for stream in [
-            Box::new(child.stdout.take().context("stdout")?) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().context("stderr")?),
-        ] {
-            let (up_tx, tail_tx) = (up_tx.clone(), tail_tx.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    if line.contains("Ctrl-C stops everything") {
-                        let _ = up_tx.send(());
-                    }
-                    if !line.contains("switchyard::request") {
-                        let _ = tail_tx.send(line);
-                    }
-                }
-            });
-        }
-        let dev = Self { child };
-        if up.recv_timeout(Duration::from_secs(300)).is_err() {
-            let lines: Vec<String> = tail.try_iter().collect();
-            bail!(
-                "{}: switchyard dev did not come up:\n{}",
-                variant.name,
-                lines[lines.len().saturating_sub(40)..].join("\n")
-            );
-        }
-        Ok(dev)
-    }
-
-    /// The process and its descendants (the router).
-    fn tree(&self) -> ProcessTree {
-        ProcessTree(self.child.id())
-    }
-
-    /// User plus system CPU of the process tree so far.
-    fn cpu(&self) -> anyhow::Result<Duration> {
-        self.tree().cpu()
-    }
-
-    /// Resident memory of the process tree now.
-    fn rss_bytes(&self) -> anyhow::Result<u64> {
-        self.tree().rss_bytes()
-    }
-
-    /// SIGTERM (the router drains, every process flushes its exporter) and wait.
-    fn stop(mut self) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        anyhow::ensure!(status.success(), "kill -TERM failed");
-        for _ in 0..600 {
-            if let Some(status) = self.child.try_wait()? {
-                anyhow::ensure!(status.success(), "switchyard dev exited with {status}");
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("switchyard dev did not stop within 30 s of SIGTERM")
-    }
 }

@@ -146,7 +146,7 @@ pub async fn persisted_queries(settings: &Settings) -> anyhow::Result<()> {
     platform.stop().await
 }
 
-fn url_encode(pairs: &[(&str, &str)]) -> String {
+pub fn url_encode(pairs: &[(&str, &str)]) -> String {
     let mut out = reqwest::Url::parse("http://x/").expect("url");
     out.query_pairs_mut().extend_pairs(pairs);
     out.query().unwrap_or_default().to_owned()

@@ -1,20 +1,7 @@
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::harness::{Options, Platform};
-
-fn service_of_errors(body: &Value) -> Vec<String> {
-    body["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| e["extensions"]["service"].as_str().unwrap_or("").to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use crate::steady_load::service_of_errors;
 
 const PARTIAL: &str = "{ feed(first: 2) { nodes { id body } } user(id: \"1\") { id } }";
 

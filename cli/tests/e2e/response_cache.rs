@@ -113,7 +113,8 @@ pub fn calls(platform: &Platform, name: &str) -> usize {
         .len()
 }
 
-async fn redis_keys(url: &str, pattern: &str) -> Vec<(String, i64)> {
+/// The keys matching `pattern`, with their remaining time to live (ms).
+pub async fn redis_keys(url: &str, pattern: &str) -> Vec<(String, i64)> {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")

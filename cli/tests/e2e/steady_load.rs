@@ -30,15 +30,7 @@ pub struct Answer {
 impl Answer {
     /// The `extensions.service` of every error (which subgraph failed).
     pub fn error_services(&self) -> Vec<String> {
-        self.body["errors"]
-            .as_array()
-            .map(|errors| {
-                errors
-                    .iter()
-                    .map(|e| e["extensions"]["service"].as_str().unwrap_or("").to_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
+        service_of_errors(&self.body)
     }
 
     pub fn has_errors(&self) -> bool {
@@ -168,6 +160,28 @@ impl SteadyLoad {
         }
         self.seen
     }
+}
+
+/// The `extensions.service` of every error in a GraphQL response.
+pub fn service_of_errors(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["extensions"]["service"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The slowest answer to a request sent in `phase`.
+pub fn slowest_in(seen: &[Answer], phase: usize) -> Duration {
+    seen.iter()
+        .filter(|a| a.phase == phase)
+        .map(|a| a.took)
+        .max()
+        .unwrap_or_default()
 }
 
 /// A [`Send`] POSTing what `body` gives for each request to `url`, with `headers`.

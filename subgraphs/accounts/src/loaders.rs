@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
+use switchyard_kit::id::shard_of;
+use switchyard_kit::loader::ShardOf;
 use switchyard_kit::{ApiError, Session};
 
 use crate::entities::user;
@@ -21,6 +23,12 @@ impl Loader<i64> for UserLoader {
     }
 }
 
+impl ShardOf<i64> for UserLoader {
+    fn shard_of(&self, id: &i64) -> usize {
+        shard_of(*id)
+    }
+}
+
 /// User ids by canonical handle, through the handle directory.
 pub struct HandleLoader(pub Arc<Session>);
 
@@ -30,5 +38,11 @@ impl Loader<String> for HandleLoader {
 
     async fn load(&self, handles: &[String]) -> Result<HashMap<String, i64>, Self::Error> {
         repo::user_ids_by_handles(&self.0, handles).await
+    }
+}
+
+impl ShardOf<String> for HandleLoader {
+    fn shard_of(&self, handle: &String) -> usize {
+        self.0.store().shard_for_key(handle.as_bytes())
     }
 }

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
+use switchyard_kit::id::shard_of;
+use switchyard_kit::loader::ShardOf;
 use switchyard_kit::page::Page;
 use switchyard_kit::{ApiError, Session};
 
@@ -126,4 +128,48 @@ async fn per_viewer(
         }
     }
     Ok(out)
+}
+
+/// Counters and likes live on the shard of the post or user they count; follows and pages on
+/// the shard of their owner (the follower, the post, the user).
+impl ShardOf<i64> for PostCountsLoader {
+    fn shard_of(&self, post: &i64) -> usize {
+        shard_of(*post)
+    }
+}
+
+impl ShardOf<i64> for UserCountsLoader {
+    fn shard_of(&self, user: &i64) -> usize {
+        shard_of(*user)
+    }
+}
+
+impl ShardOf<(i64, i64)> for ViewerLikesLoader {
+    fn shard_of(&self, (_, post): &(i64, i64)) -> usize {
+        shard_of(*post)
+    }
+}
+
+impl ShardOf<(i64, i64)> for ViewerFollowsLoader {
+    fn shard_of(&self, (viewer, _): &(i64, i64)) -> usize {
+        shard_of(*viewer)
+    }
+}
+
+impl ShardOf<OwnerPage> for CommentsLoader {
+    fn shard_of(&self, key: &OwnerPage) -> usize {
+        shard_of(key.owner)
+    }
+}
+
+impl ShardOf<OwnerPage> for FollowingLoader {
+    fn shard_of(&self, key: &OwnerPage) -> usize {
+        shard_of(key.owner)
+    }
+}
+
+impl ShardOf<OwnerPage> for FollowersLoader {
+    fn shard_of(&self, key: &OwnerPage) -> usize {
+        shard_of(key.owner)
+    }
 }

@@ -59,6 +59,21 @@ impl ApiError {
         }
     }
 
+    /// The shard this error says could not be reached, if it says so.
+    pub fn unreachable_shard(&self) -> Option<usize> {
+        match self {
+            ApiError::Store(inner) => match inner.as_ref() {
+                crate::StoreError::Query { shard, source }
+                    if crate::store::is_unreachable(source) =>
+                {
+                    Some(*shard)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     pub fn bad_input(msg: impl Into<String>) -> Self {
         ApiError::BadInput(msg.into())
     }

@@ -9,6 +9,11 @@
 //! the request's one task, so the first key's "leader" yields back to the task a few times,
 //! letting every sibling that is ready register its key, and only then queries. No timer, no
 //! other thread, and no added latency beyond a few scheduler passes.
+//!
+//! A batch is one statement per shard. When one shard cannot be reached, the keys on the
+//! others still load: the batch is run again without the down shard's keys ([`ShardOf`]
+//! says where each key lives), and only those keys answer with the error. One shard's outage
+//! costs its own fields, not every field batched with them.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
@@ -24,12 +29,13 @@ use crate::error::ApiError;
 /// loader one or two awaits later than the leader (e.g. after their own parent's batch).
 const GATHER_PASSES: usize = 4;
 
-/// `None` while the batch is gathering or loading; then whether it loaded.
-type BatchResult = Option<Result<(), ApiError>>;
+/// `None` while the batch is gathering or loading; then the keys that failed, with their
+/// error (every other key of the batch is in the cache, found or known missing).
+type BatchResult<K> = Option<Arc<HashMap<K, ApiError>>>;
 
 struct Batch<K> {
     keys: Vec<K>,
-    done: watch::Sender<BatchResult>,
+    done: watch::Sender<BatchResult<K>>,
 }
 
 struct State<K, V> {
@@ -38,7 +44,12 @@ struct State<K, V> {
     /// The batch still gathering keys, if any.
     open: Option<Batch<K>>,
     /// Keys in `open` or in flight, so a key is never queried twice.
-    queued: HashMap<K, watch::Receiver<BatchResult>>,
+    queued: HashMap<K, watch::Receiver<BatchResult<K>>>,
+}
+
+/// Where a loader's key lives: the shard its statement runs on.
+pub trait ShardOf<K> {
+    fn shard_of(&self, key: &K) -> usize;
 }
 
 /// A loader for one request. Create one per request and put it in the request data.
@@ -51,7 +62,7 @@ pub struct RequestLoader<L: Loader<K>, K: Send + Sync + Hash + Eq + Clone + 'sta
 pub fn request_loader<K, L>(loader: L) -> RequestLoader<L, K>
 where
     K: Send + Sync + Hash + Eq + Clone + 'static,
-    L: Loader<K, Error = ApiError>,
+    L: Loader<K, Error = ApiError> + ShardOf<K>,
 {
     RequestLoader {
         loader: Arc::new(loader),
@@ -66,7 +77,7 @@ where
 impl<K, L> RequestLoader<L, K>
 where
     K: Send + Sync + Hash + Eq + Clone + 'static,
-    L: Loader<K, Error = ApiError>,
+    L: Loader<K, Error = ApiError> + ShardOf<K>,
 {
     /// One value; `None` when the loader found nothing for the key.
     pub async fn load_one(&self, key: K) -> Result<Option<L::Value>, ApiError> {
@@ -120,7 +131,9 @@ where
                     "a batch was abandoned before it loaded".into(),
                 ))))
             })?;
-            if let Some(Err(err)) = outcome.as_ref() {
+            if let Some(failed) = outcome.as_ref()
+                && let Some(err) = keys.iter().find_map(|k| failed.get(k))
+            {
                 return Err(err.clone());
             }
         }
@@ -151,30 +164,34 @@ where
             keys = keys.len(),
             shards = tracing::field::Empty,
         );
-        let result = tokio::spawn(async move { loader.load(&keys).await }.instrument(span))
+        let result = tokio::spawn(load_around_down_shards(loader, keys).instrument(span))
             .await
             .unwrap_or_else(|join| {
-                Err(ApiError::Store(Arc::new(crate::StoreError::Db(
-                    sea_orm::DbErr::Custom(format!("loader task failed: {join}")),
-                ))))
+                let err = ApiError::Store(Arc::new(crate::StoreError::Db(sea_orm::DbErr::Custom(
+                    format!("loader task failed: {join}"),
+                ))));
+                (
+                    HashMap::new(),
+                    batch
+                        .keys
+                        .iter()
+                        .map(|k| (k.clone(), err.clone()))
+                        .collect(),
+                )
             });
-        let published = {
+        let (mut values, failed) = result;
+        {
             let mut state = self.state.lock().expect("loader lock");
             for key in &batch.keys {
                 state.queued.remove(key);
-            }
-            match result {
-                Ok(mut values) => {
-                    for key in &batch.keys {
-                        let value = values.remove(key);
-                        state.cache.insert(key.clone(), value);
-                    }
-                    Ok(())
+                // A failed key is not cached: a later request for it queries again.
+                if !failed.contains_key(key) {
+                    let value = values.remove(key);
+                    state.cache.insert(key.clone(), value);
                 }
-                Err(err) => Err(err),
             }
-        };
-        batch.done.send_replace(Some(published));
+        }
+        batch.done.send_replace(Some(Arc::new(failed)));
     }
 
     /// Records a value this request just wrote, so later fields see it without a query.
@@ -189,6 +206,42 @@ where
     /// Forgets a key (after deleting its row).
     pub fn forget(&self, key: &K) {
         self.state.lock().expect("loader lock").cache.remove(key);
+    }
+}
+
+/// Loads `keys`; when the load fails because one shard is unreachable, loads the keys on the
+/// other shards again without it (as often as shards fail). Returns what loaded and the keys
+/// that failed, each with its error.
+async fn load_around_down_shards<K, L>(
+    loader: Arc<L>,
+    mut keys: Vec<K>,
+) -> (HashMap<K, L::Value>, HashMap<K, ApiError>)
+where
+    K: Send + Sync + Hash + Eq + Clone + 'static,
+    L: Loader<K, Error = ApiError> + ShardOf<K>,
+{
+    let mut failed = HashMap::new();
+    loop {
+        match loader.load(&keys).await {
+            Ok(values) => return (values, failed),
+            Err(err) => {
+                let (down, up): (Vec<K>, Vec<K>) = match err.unreachable_shard() {
+                    Some(shard) => keys.into_iter().partition(|k| loader.shard_of(k) == shard),
+                    None => (keys, Vec::new()),
+                };
+                // No key on the named shard (or not a shard outage): every key failed.
+                let (down, up) = if down.is_empty() {
+                    (up, Vec::new())
+                } else {
+                    (down, up)
+                };
+                failed.extend(down.into_iter().map(|k| (k, err.clone())));
+                if up.is_empty() {
+                    return (HashMap::new(), failed);
+                }
+                keys = up;
+            }
+        }
     }
 }
 
@@ -230,11 +283,25 @@ mod tests {
             if keys.contains(&13) {
                 return Err(ApiError::bad_input("unlucky"));
             }
+            // Keys from 1000 up live on two shards (by parity), and shard 1 is down.
+            if keys.iter().any(|k| *k >= 1000 && k % 2 == 1) {
+                return Err(crate::StoreError::Query {
+                    shard: 1,
+                    source: sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout),
+                }
+                .into());
+            }
             Ok(keys
                 .iter()
                 .filter(|k| **k % 100 != 7)
                 .map(|k| (*k, u64::from(*k) * u64::from(*k)))
                 .collect())
+        }
+    }
+
+    impl ShardOf<u32> for Squares {
+        fn shard_of(&self, key: &u32) -> usize {
+            (*key % 2) as usize
         }
     }
 
@@ -307,5 +374,25 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 0);
         loader.forget(&5);
         assert_eq!(loader.load_one(5).await.unwrap(), Some(25));
+    }
+
+    /// Shard 1 down: its key answers STORE_UNAVAILABLE, the key batched with it on shard 0
+    /// still loads (the batch runs again without shard 1's keys), and nothing is cached for
+    /// the failed key.
+    #[tokio::test]
+    async fn a_down_shard_fails_only_its_keys() {
+        let (loader, calls, batches) = squares();
+        let (up, down) = tokio::join!(loader.load_one(1000), loader.load_one(1001));
+        assert_eq!(up.unwrap(), Some(1_000_000));
+        let err = down.unwrap_err();
+        assert_eq!(err.code(), "STORE_UNAVAILABLE");
+        assert_eq!(err.unreachable_shard(), Some(1));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(batches.lock().unwrap()[1], vec![1000]);
+        assert!(
+            loader.load_one(1001).await.is_err(),
+            "not cached as missing"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 }

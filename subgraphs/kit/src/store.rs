@@ -203,6 +203,9 @@ impl Shard {
 #[derive(Debug, Default)]
 struct ReplicaHealth {
     down: AtomicBool,
+    /// How many times the replica came back. A read that started before the last return and
+    /// failed after it saw the outage, not a new one: it must not take the replica out again.
+    returns: AtomicU64,
 }
 
 /// All shards of one subgraph.
@@ -386,11 +389,12 @@ impl ShardedStore {
                 Ok(()) => primaries_up += 1,
                 Err(e) => report.push_str(&format!("shard {}: primary: {e}\n", shard.index)),
             }
+            let returns = shard.replica_health.returns.load(Ordering::Acquire);
             if let Some(replica) = &shard.replica
                 && let Err(e) = replica.ping().await
             {
                 if is_unreachable(&e) {
-                    self.replica_unreachable(shard.index, &e);
+                    self.replica_unreachable(shard.index, &e, returns);
                 }
                 report.push_str(&format!(
                     "shard {}: replica: {e} (reads on the primary)\n",
@@ -410,12 +414,15 @@ impl ShardedStore {
 
     /// Takes `shard`'s replica out of rotation (once per outage) and starts the probe that
     /// puts it back.
-    fn replica_unreachable(self: &Arc<Self>, shard: usize, err: &DbErr) {
+    /// `returns` is the replica's return count when the failed read started.
+    fn replica_unreachable(self: &Arc<Self>, shard: usize, err: &DbErr, returns: u64) {
         let shard_ref = &self.shards[shard];
         let (Some(replica), health) = (&shard_ref.replica, &shard_ref.replica_health) else {
             return;
         };
-        if health.down.swap(true, Ordering::AcqRel) {
+        if health.returns.load(Ordering::Acquire) != returns
+            || health.down.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let subgraph = self.name;
@@ -434,6 +441,7 @@ impl ShardedStore {
                 }
                 let probe = replica.execute_unprepared("SELECT 1");
                 if let Ok(Ok(_)) = tokio::time::timeout(REPLICA_PROBE_INTERVAL, probe).await {
+                    health.returns.fetch_add(1, Ordering::AcqRel);
                     health.down.store(false, Ordering::Release);
                     tracing::info!(subgraph, shard, "replica answers again: back in rotation");
                     return;
@@ -568,6 +576,10 @@ impl Session {
         F: Fn(DatabaseConnection) -> Fut,
         Fut: Future<Output = Result<T, DbErr>>,
     {
+        let returns = self.store.shards[shard]
+            .replica_health
+            .returns
+            .load(Ordering::Acquire);
         let conn = self.reader(shard);
         let primary = self.store.primary(shard);
         if std::ptr::eq(conn, primary) {
@@ -575,7 +587,7 @@ impl Session {
         }
         match read(conn.clone()).await {
             Err(err) if is_unreachable(&err) => {
-                self.store.replica_unreachable(shard, &err);
+                self.store.replica_unreachable(shard, &err, returns);
                 read(primary.clone()).await
             }
             result => result,

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
+use switchyard_kit::id::shard_of;
+use switchyard_kit::loader::ShardOf;
 use switchyard_kit::page::Page;
 use switchyard_kit::{ApiError, Session};
 
@@ -22,6 +24,12 @@ impl Loader<i64> for PostLoader {
     }
 }
 
+impl ShardOf<i64> for PostLoader {
+    fn shard_of(&self, id: &i64) -> usize {
+        shard_of(*id)
+    }
+}
+
 /// `User.posts` pages, by author and page arguments.
 pub struct AuthorPostsLoader(pub Arc<Session>);
 
@@ -34,5 +42,11 @@ impl Loader<AuthorPage> for AuthorPostsLoader {
         keys: &[AuthorPage],
     ) -> Result<HashMap<AuthorPage, Self::Value>, ApiError> {
         repo::posts_by_authors(&self.0, keys).await
+    }
+}
+
+impl ShardOf<AuthorPage> for AuthorPostsLoader {
+    fn shard_of(&self, key: &AuthorPage) -> usize {
+        repo::author_shard(self.0.store(), key.author_id)
     }
 }

@@ -14,6 +14,25 @@ pub fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// Statements `subgraph`'s store ran on connections of `role` (`primary`, `replica`) in this
+/// process so far, from the store's metrics (every shard and statement kind).
+pub async fn statements_on(subgraph: &str, role: &str) -> u64 {
+    let (subgraph, role) = (
+        format!("subgraph=\"{subgraph}\""),
+        format!("role=\"{role}\""),
+    );
+    crate::metrics::render()
+        .await
+        .lines()
+        .filter(|l| {
+            l.starts_with("switchyard_store_statement_duration_seconds_count{")
+                && l.contains(&subgraph)
+                && l.contains(&role)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// `n` fresh databases on the local PostgreSQL; [`PgShards::drop_all`] removes them.
 pub struct PgShards {
     names: Vec<String>,
