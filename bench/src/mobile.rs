@@ -242,7 +242,7 @@ async fn discover(
         let feed = &body["data"]["feed"];
         let nodes = feed["nodes"]
             .as_array()
-            .context("the feed answered no nodes")?;
+            .with_context(|| format!("the feed answered no nodes: {body}"))?;
         for node in nodes {
             posts.push(node["id"].as_str().context("post id")?.to_owned());
             let author = (
@@ -392,10 +392,13 @@ fn get(
         ("documentId", ops[name].as_str()),
         ("variables", &variables.to_string()),
     ]);
+    // Apollo Kotlin names the operation on GETs, which also satisfies the router's CSRF check.
+    let mut headers = headers(kind, token);
+    headers.push(("x-apollo-operation-name".to_owned(), name.to_owned()));
     Request {
         method: reqwest::Method::GET,
         url: format!("{ROUTER}?{query}"),
-        headers: headers(kind, token),
+        headers,
         body: None,
         gzip: true,
     }

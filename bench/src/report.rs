@@ -133,7 +133,7 @@ impl Report {
         let (lo, hi) = (0.1_f64.log10(), (max * 1.5).log10().ceil());
         let x = |ms: f64| left + width * ((ms.max(0.1).log10() - lo) / (hi - lo));
         let mut body = String::new();
-        let mut y = 40.0;
+        let mut y = 56.0;
         for (mode, rows) in &self.tables {
             let _ = writeln!(
                 body,
@@ -186,7 +186,7 @@ impl Report {
             let px = x(ms);
             let _ = writeln!(
                 axis,
-                r##"<line x1="{px:.1}" y1="28" x2="{px:.1}" y2="{:.0}" stroke="#ddd"/><text x="{px:.1}" y="{:.0}" text-anchor="middle" font-size="10">{} ms</text>"##,
+                r##"<line x1="{px:.1}" y1="44" x2="{px:.1}" y2="{:.0}" stroke="#ddd"/><text x="{px:.1}" y="{:.0}" text-anchor="middle" font-size="10">{} ms</text>"##,
                 y - 10.0,
                 y + 4.0,
                 if ms < 1.0 {
@@ -201,7 +201,8 @@ impl Report {
         format!(
             r##"<svg xmlns="http://www.w3.org/2000/svg" width="{:.0}" height="{height:.0}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
-<text x="10" y="18" font-size="14">{} — latency p50 (blue), p95 (orange), p99 (red), log scale</text>
+<text x="10" y="18" font-size="14">{}</text>
+<text x="10" y="34" font-size="11">latency p50 (blue), p95 (orange), p99 (red), log scale</text>
 {axis}{body}</svg>
 "##,
             left + width + 160.0,
