@@ -356,16 +356,7 @@ fn request(router: &Router, mode: &Mode) -> Request {
 
 /// The supergraph of the four subgraphs, composed by the same code as `switchyard compose`.
 fn compose(subgraphs_at: std::net::SocketAddr) -> anyhow::Result<String> {
-    let sources: Vec<_> = subgraphs::sdls()
-        .into_iter()
-        .map(
-            |(name, sdl)| switchyard_router::composition::SubgraphSource {
-                name: name.to_owned(),
-                routing_url: format!("http://{subgraphs_at}/{name}"),
-                sdl,
-            },
-        )
-        .collect();
+    let sources = subgraphs::sources(&format!("http://{subgraphs_at}"));
     switchyard_router::composition::compose(&sources)
         .map(|c| c.supergraph_sdl)
         .map_err(|issues| anyhow::anyhow!("composition failed: {issues:?}"))

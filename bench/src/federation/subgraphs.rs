@@ -279,14 +279,23 @@ mod reviews {
     }
 }
 
-/// The four subgraphs' names and federation SDL, in composition order.
-pub fn sdls() -> Vec<(&'static str, String)> {
-    vec![
+/// The four subgraphs as composition takes them, routed to `base` (`http://host:port`).
+pub fn sources(base: &str) -> Vec<switchyard_router::composition::SubgraphSource> {
+    [
         ("accounts", sdl(&schema(accounts::Query))),
         ("inventory", sdl(&schema(inventory::Query))),
         ("products", sdl(&schema(products::Query))),
         ("reviews", sdl(&schema(reviews::Query))),
     ]
+    .into_iter()
+    .map(
+        |(name, sdl)| switchyard_router::composition::SubgraphSource {
+            name: name.to_owned(),
+            routing_url: format!("{base}/{name}"),
+            sdl,
+        },
+    )
+    .collect()
 }
 
 fn schema<Q: async_graphql::ObjectType + 'static>(
@@ -341,19 +350,10 @@ pub fn router() -> Router {
 mod tests {
     #[test]
     fn the_four_subgraphs_compose() {
-        let sources: Vec<_> = super::sdls()
-            .into_iter()
-            .map(
-                |(name, sdl)| switchyard_router::composition::SubgraphSource {
-                    name: name.to_owned(),
-                    routing_url: format!("http://127.0.0.1:1/{name}"),
-                    sdl,
-                },
-            )
-            .collect();
+        let sources = super::sources("http://127.0.0.1:1");
         if let Err(issues) = switchyard_router::composition::compose(&sources) {
-            for (name, sdl) in super::sdls() {
-                eprintln!("# {name}\n{sdl}");
+            for source in &sources {
+                eprintln!("# {}\n{}", source.name, source.sdl);
             }
             panic!("{issues:?}");
         }

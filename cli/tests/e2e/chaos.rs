@@ -33,6 +33,21 @@ fn feed_and_profile(user: i64) -> Value {
     })
 }
 
+/// Every answer a 200 with the whole feed and no errors.
+fn assert_all_whole(seen: &[Answer]) {
+    assert_never_5xx(seen);
+    for answer in seen {
+        assert!(!answer.has_errors(), "{answer:?}");
+        assert_eq!(
+            answer.body["data"]["feed"]["nodes"]
+                .as_array()
+                .map(Vec::len),
+            Some(5),
+            "{answer:?}"
+        );
+    }
+}
+
 fn assert_never_5xx(seen: &[Answer]) {
     for answer in seen {
         assert_eq!(answer.status, 200, "{answer:?}");
@@ -90,17 +105,7 @@ async fn redis_stopped_and_started_under_load() {
     waited = std::time::Instant::now();
     load.take_phase(2, 30).await;
     let seen = load.stop().await;
-    assert_never_5xx(&seen);
-    for answer in &seen {
-        assert!(!answer.has_errors(), "{answer:?}");
-        assert_eq!(
-            answer.body["data"]["feed"]["nodes"]
-                .as_array()
-                .map(Vec::len),
-            Some(5),
-            "{answer:?}"
-        );
-    }
+    assert_all_whole(&seen);
     let slowest_down = slowest_in(&seen, 1);
     println!(
         "{} answers, none failed; slowest with Redis down {slowest_down:?}; writing to Redis again {rewritten_after:?} after its return (then {:?} for 30 more answers)",
@@ -450,17 +455,7 @@ async fn postgres_replicas_cut_under_load() {
     load.take_phase(2, 40).await;
     let on_replicas = statements_on("posts", "replica").await - before;
     let seen = load.stop().await;
-    assert_never_5xx(&seen);
-    for answer in &seen {
-        assert!(!answer.has_errors(), "{answer:?}");
-        assert_eq!(
-            answer.body["data"]["feed"]["nodes"]
-                .as_array()
-                .map(Vec::len),
-            Some(5),
-            "{answer:?}"
-        );
-    }
+    assert_all_whole(&seen);
     let failovers: Vec<String> = switchyard_kit::metrics::render()
         .await
         .lines()
