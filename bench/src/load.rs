@@ -14,20 +14,8 @@ pub struct Request {
     pub gzip: bool,
 }
 
-/// The header naming a request's kind in a mix (sent to the router; it ignores it).
-pub const KIND_HEADER: &str = "x-bench-kind";
-
 impl Request {
-    /// The request's kind in a mix (its `x-bench-kind` header), or `request`.
-    pub fn kind(&self) -> &str {
-        self.headers
-            .iter()
-            .find(|(name, _)| name == KIND_HEADER)
-            .map_or("request", |(_, value)| value.as_str())
-    }
-
-    /// Bytes of the HTTP/1.1 request on the wire: request line, the headers sent (Host and
-    /// Content-Length included) and the body.
+    /// Sends it once.
     pub async fn send(&self, client: &reqwest::Client) -> reqwest::Result<reqwest::Response> {
         let mut builder = client.request(self.method.clone(), &self.url);
         for (name, value) in &self.headers {
@@ -39,6 +27,8 @@ impl Request {
         builder.send().await
     }
 
+    /// Bytes of the HTTP/1.1 request on the wire: request line, the headers sent (Host and
+    /// Content-Length included) and the body.
     pub fn wire_bytes(&self) -> usize {
         let url = reqwest::Url::parse(&self.url).expect("valid url");
         let target = match url.query() {
@@ -130,19 +120,21 @@ pub async fn run(
     duration: Duration,
 ) -> Outcome {
     let request = request.clone();
-    run_mix(client, workers, duration, move |_, _| request.clone())
-        .await
-        .0
+    run_mix(client, workers, duration, move |_, _| {
+        ("request", request.clone())
+    })
+    .await
+    .0
 }
 
-/// Closed loop where worker `w`'s `i`-th request is `next(w, i)`; also returns how many
-/// answers of each kind ([`Request::kind`]) were ok.
+/// Closed loop where worker `w`'s `i`-th request is `next(w, i)`, a kind (for the report)
+/// and the request; also returns how many answers of each kind were ok.
 pub async fn run_mix(
     client: &reqwest::Client,
     workers: usize,
     duration: Duration,
-    next: impl Fn(usize, u64) -> Request + Send + Sync + 'static,
-) -> (Outcome, std::collections::BTreeMap<String, u64>) {
+    next: impl Fn(usize, u64) -> (&'static str, Request) + Send + Sync + 'static,
+) -> (Outcome, std::collections::BTreeMap<&'static str, u64>) {
     let next = std::sync::Arc::new(next);
     let started = Instant::now();
     let deadline = started + duration;
@@ -151,20 +143,17 @@ pub async fn run_mix(
             let (client, next) = (client.clone(), next.clone());
             tokio::spawn(async move {
                 let mut outcome = Outcome::default();
-                let mut kinds = std::collections::BTreeMap::<String, u64>::new();
+                let mut kinds = std::collections::BTreeMap::<&'static str, u64>::new();
                 let mut i = 0;
                 while Instant::now() < deadline {
-                    let request = next(worker, i);
+                    let (kind, request) = next(worker, i);
                     i += 1;
                     let sent = Instant::now();
                     let result = send_checked(&client, &request).await;
                     if result.is_ok() {
-                        *kinds.entry(request.kind().to_owned()).or_default() += 1;
+                        *kinds.entry(kind).or_default() += 1;
                     }
-                    outcome.record(
-                        sent.elapsed(),
-                        result.map_err(|e| format!("{}: {e}", request.kind())),
-                    );
+                    outcome.record(sent.elapsed(), result.map_err(|e| format!("{kind}: {e}")));
                 }
                 (outcome, kinds)
             })

@@ -40,7 +40,7 @@ struct Cli {
     /// Open-loop arrival rate, requests per second (federation).
     #[arg(long, default_value_t = 100.0, global = true)]
     rate: f64,
-    /// The Hive Router binary (federation; default: `hive_router` on PATH or in ~/.cargo/bin).
+    /// The Hive Router binary (federation; `./scripts/bench federation` installs and passes it).
     #[arg(long, global = true)]
     hive_router: Option<PathBuf>,
     /// Federation without Hive Router (Switchyard's three routers only).

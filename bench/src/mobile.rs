@@ -18,7 +18,7 @@ use switchyard_router::plugins::persisted_queries::manifest::ManifestFile;
 
 use crate::Settings;
 use crate::dev::{Dev, router_config_without};
-use crate::load::{self, KIND_HEADER, Request, median};
+use crate::load::{self, Request, median};
 use crate::report::{Report, Row};
 
 const ROUTER: &str = "http://127.0.0.1:4000/graphql";
@@ -122,7 +122,7 @@ pub async fn mobile(settings: &Settings) -> anyhow::Result<()> {
     );
     let mut world: Option<World> = None;
     let mut measured: Vec<Vec<Round>> = VARIANTS.iter().map(|_| Vec::new()).collect();
-    let mut mix_seen = std::collections::BTreeMap::<String, u64>::new();
+    let mut mix_seen = std::collections::BTreeMap::<&'static str, u64>::new();
     for round in 1..=settings.rounds {
         for (v, variant) in VARIANTS.iter().enumerate() {
             let dev = Dev::start(&binary, &repo, &configs[v], &data, variant.name, |_| {})?;
@@ -237,7 +237,7 @@ async fn discover(
             Some(cursor) => serde_json::json!({ "first": 25, "after": cursor }),
             None => serde_json::json!({ "first": 25 }),
         };
-        let request = get(&ops, "HomeFeed", "discover", &variables, None);
+        let request = persisted(&ops, "HomeFeed", &variables, None);
         let body: serde_json::Value = request.send(client).await?.json().await?;
         let feed = &body["data"]["feed"];
         let nodes = feed["nodes"]
@@ -288,7 +288,7 @@ fn draw(worker: usize, i: u64, salt: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn pick(w: &World, worker: usize, i: u64) -> Request {
+fn pick(w: &World, worker: usize, i: u64) -> (&'static str, Request) {
     let user = (draw(worker, i, 1) % USERS as u64) as usize;
     // A quarter of the users are signed out; they only read.
     let signed_in = !user.is_multiple_of(4);
@@ -310,116 +310,68 @@ fn pick(w: &World, worker: usize, i: u64) -> Request {
     if kind == "follow" && *other_id == w.ids[user] {
         kind = "like"; // nobody follows themselves
     }
-    match kind {
-        "feed" if signed_in => get(
-            &w.ops,
-            "PersonalFeed",
-            kind,
-            &serde_json::json!({ "first": 20 }),
-            token,
-        ),
-        "feed" => get(
-            &w.ops,
-            "HomeFeed",
-            kind,
-            &serde_json::json!({ "first": 25 }),
-            None,
-        ),
-        "profile" => get(
-            &w.ops,
-            "Profile",
-            kind,
-            &serde_json::json!({ "handle": other_handle }),
-            token,
-        ),
-        "post" => get(
-            &w.ops,
-            "PostDetail",
-            kind,
-            &serde_json::json!({ "id": post }),
-            token,
-        ),
-        "like" => post_op(
-            &w.ops,
-            "LikePost",
-            kind,
-            serde_json::json!({ "postId": post }),
-            token,
-        ),
-        "comment" => post_op(
-            &w.ops,
+    let (op, variables) = match kind {
+        "feed" if signed_in => ("PersonalFeed", serde_json::json!({ "first": 20 })),
+        "feed" => ("HomeFeed", serde_json::json!({ "first": 25 })),
+        "profile" => ("Profile", serde_json::json!({ "handle": other_handle })),
+        "post" => ("PostDetail", serde_json::json!({ "id": post })),
+        "like" => ("LikePost", serde_json::json!({ "postId": post })),
+        "comment" => (
             "AddComment",
-            kind,
             serde_json::json!({ "postId": post, "body": format!("bench comment {worker}-{i}") }),
-            token,
         ),
-        "create" => post_op(
-            &w.ops,
+        "create" => (
             "CreatePost",
-            kind,
             serde_json::json!({ "input": { "body": format!("bench post {worker}-{i}") } }),
-            token,
         ),
-        _ => post_op(
-            &w.ops,
+        _ => (
             "FollowUser",
-            kind,
             serde_json::json!({ "userId": other_id.to_string() }),
-            token,
         ),
-    }
+    };
+    (kind, persisted(&w.ops, op, &variables, token))
 }
 
-fn headers(kind: &str, token: Option<&str>) -> Vec<(String, String)> {
-    let mut headers = vec![
-        ("apollographql-client-name".to_owned(), "android".to_owned()),
-        (KIND_HEADER.to_owned(), kind.to_owned()),
-    ];
-    if let Some(token) = token {
-        headers.push(("authorization".to_owned(), format!("Bearer {token}")));
-    }
-    headers
-}
+/// The operations of the mix that are queries (sent as GETs); the others are mutations.
+const QUERIES: [&str; 4] = ["PersonalFeed", "HomeFeed", "Profile", "PostDetail"];
 
-fn get(
+/// One persisted operation as the app sends it: a query as a GET (`documentId`, variables in
+/// the query string), a mutation as a POST, with the user's token when signed in.
+fn persisted(
     ops: &HashMap<&'static str, String>,
     name: &str,
-    kind: &str,
     variables: &serde_json::Value,
     token: Option<&str>,
 ) -> Request {
-    let query = crate::workloads::url_encode(&[
-        ("documentId", ops[name].as_str()),
-        ("variables", &variables.to_string()),
-    ]);
-    // Apollo Kotlin names the operation on GETs, which also satisfies the router's CSRF check.
-    let mut headers = headers(kind, token);
-    headers.push(("x-apollo-operation-name".to_owned(), name.to_owned()));
-    Request {
-        method: reqwest::Method::GET,
-        url: format!("{ROUTER}?{query}"),
-        headers,
-        body: None,
-        gzip: true,
+    let mut headers = vec![("apollographql-client-name".to_owned(), "android".to_owned())];
+    if let Some(token) = token {
+        headers.push(("authorization".to_owned(), format!("Bearer {token}")));
     }
-}
-
-fn post_op(
-    ops: &HashMap<&'static str, String>,
-    name: &str,
-    kind: &str,
-    variables: serde_json::Value,
-    token: Option<&str>,
-) -> Request {
-    let mut headers = headers(kind, token);
-    headers.push(("content-type".to_owned(), "application/json".to_owned()));
-    Request {
-        method: reqwest::Method::POST,
-        url: ROUTER.to_owned(),
-        headers,
-        body: Some(
-            serde_json::json!({ "documentId": ops[name], "variables": variables }).to_string(),
-        ),
-        gzip: true,
+    if QUERIES.contains(&name) {
+        let query = crate::workloads::url_encode(&[
+            ("documentId", ops[name].as_str()),
+            ("variables", &variables.to_string()),
+        ]);
+        // Apollo Kotlin names the operation on GETs, which also satisfies the router's CSRF
+        // check.
+        headers.push(("x-apollo-operation-name".to_owned(), name.to_owned()));
+        Request {
+            method: reqwest::Method::GET,
+            url: format!("{ROUTER}?{query}"),
+            headers,
+            body: None,
+            gzip: true,
+        }
+    } else {
+        headers.push(("content-type".to_owned(), "application/json".to_owned()));
+        Request {
+            method: reqwest::Method::POST,
+            url: ROUTER.to_owned(),
+            headers,
+            body: Some(
+                serde_json::json!({ "documentId": ops[name], "variables": variables }).to_string(),
+            ),
+            gzip: true,
+        }
     }
 }

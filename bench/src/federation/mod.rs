@@ -138,9 +138,9 @@ pub async fn federation(settings: &Settings, options: &FederationOptions) -> any
     let hive = match (&options.hive_router, options.no_hive) {
         (_, true) => None,
         (Some(path), false) => Some(path.clone()),
-        (None, false) => Some(which("hive_router").context(
-            "hive_router not found: `./scripts/bench federation` installs it, or pass --hive-router (or --no-hive)",
-        )?),
+        (None, false) => bail!(
+            "no --hive-router: `./scripts/bench federation` installs Hive Router and passes it (or pass --no-hive)"
+        ),
     };
     let setup = Setup::start().await?;
     let (binary, dir, supergraph) = (&setup.binary, &setup.dir, &setup.supergraph);
@@ -523,18 +523,6 @@ async fn wait_until_answering(routers: &mut [Router]) -> anyhow::Result<String> 
     }
     let (body, _) = first.context("no routers")?;
     Ok(body)
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(home).join(".cargo/bin"));
-    }
-    dirs.into_iter()
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }
 
 /// The soak: one Switchyard router with every stage on (cache off) in front of the

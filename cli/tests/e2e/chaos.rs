@@ -167,9 +167,10 @@ impl PostsOnPostgres {
         }
     }
 
-    /// The first column of `sql`'s first row on each shard, read directly.
-    async fn first_ids(&self, sql: &str) -> Vec<i64> {
-        let mut ids = Vec::new();
+    /// The first column of `sql`'s first row on each shard, read directly (not through the
+    /// proxies).
+    async fn per_shard(&self, sql: &str) -> Vec<i64> {
+        let mut values = Vec::new();
         for shard in &self.pg.config.shards {
             let conn = Database::connect(shard.primary.as_str()).await.unwrap();
             let row = conn
@@ -177,27 +178,15 @@ impl PostsOnPostgres {
                 .await
                 .unwrap()
                 .expect("a row on every shard");
-            ids.push(row.try_get_by_index::<i64>(0).unwrap());
+            values.push(row.try_get_by_index::<i64>(0).unwrap());
             conn.close().await.unwrap();
         }
-        ids
+        values
     }
 
-    /// Rows of `sql` (a `SELECT count(*)`) summed over both shards, read directly (not through
-    /// the proxies).
+    /// A `SELECT count(*)` summed over both shards.
     async fn count(&self, sql: &str) -> i64 {
-        let mut total = 0;
-        for shard in &self.pg.config.shards {
-            let conn = Database::connect(shard.primary.as_str()).await.unwrap();
-            let row = conn
-                .query_one_raw(Statement::from_string(conn.get_database_backend(), sql))
-                .await
-                .unwrap()
-                .unwrap();
-            total += row.try_get_by_index::<i64>(0).unwrap();
-            conn.close().await.unwrap();
-        }
-        total
+        self.per_shard(sql).await.iter().sum()
     }
 }
 
@@ -230,7 +219,7 @@ async fn postgres_shard_primary_cut_under_load() {
     // One seeded post per shard: the readers ask for both (and a profile), so an answer shows
     // exactly which shard's data an outage took.
     let post_on = posts
-        .first_ids("SELECT id FROM posts ORDER BY id LIMIT 1")
+        .per_shard("SELECT id FROM posts ORDER BY id LIMIT 1")
         .await;
     let tokens: Vec<String> = authors
         .iter()

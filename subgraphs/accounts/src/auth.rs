@@ -188,9 +188,8 @@ async fn lookup_login(session: &Session, login: &str) -> ApiResult<Option<i64>> 
         };
         let shard = session.store().shard_for_key(address.as_bytes());
         Ok(session
-            .read(shard, |conn| {
-                let address = address.clone();
-                async move { email::Entity::find_by_id(address).one(&conn).await }
+            .read_with(shard, address, |conn, address| async move {
+                email::Entity::find_by_id(address).one(&conn).await
             })
             .await?
             .map(|e| e.user_id)

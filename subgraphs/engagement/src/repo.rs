@@ -278,9 +278,8 @@ pub async fn followed_by(
         .filter(follow::Column::FollowerId.eq(follower_id))
         .filter(follow::Column::FolloweeId.is_in(followee_ids.to_vec()));
     let rows = session
-        .read(shard_of(follower_id), |conn| {
-            let query = query.clone();
-            async move { query.all(&conn).await }
+        .read_with(shard_of(follower_id), query, |conn, query| async move {
+            query.all(&conn).await
         })
         .await?;
     Ok(rows.into_iter().map(|r| r.followee_id).collect())
@@ -325,9 +324,8 @@ where
                 page,
             );
             let rows = session
-                .read(shard, |conn| {
-                    let statement = statement.clone();
-                    async move { E::find().from_raw_sql(statement).all(&conn).await }
+                .read_with(shard, statement, |conn, statement| async move {
+                    E::find().from_raw_sql(statement).all(&conn).await
                 })
                 .await
                 .map_err(|source| switchyard_kit::StoreError::Query { shard, source })?;

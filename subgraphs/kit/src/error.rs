@@ -62,12 +62,8 @@ impl ApiError {
     /// The shard this error says could not be reached, if it says so.
     pub fn unreachable_shard(&self) -> Option<usize> {
         match self {
-            ApiError::Store(inner) => match inner.as_ref() {
-                crate::StoreError::Query { shard, source }
-                    if crate::store::is_unreachable(source) =>
-                {
-                    Some(*shard)
-                }
+            ApiError::Store(inner) if inner.is_unreachable() => match inner.as_ref() {
+                crate::StoreError::Query { shard, .. } => Some(*shard),
                 _ => None,
             },
             _ => None,

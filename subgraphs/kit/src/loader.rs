@@ -225,11 +225,11 @@ where
         match loader.load(&keys).await {
             Ok(values) => return (values, failed),
             Err(err) => {
-                let (down, up): (Vec<K>, Vec<K>) = match err.unreachable_shard() {
-                    Some(shard) => keys.into_iter().partition(|k| loader.shard_of(k) == shard),
-                    None => (keys, Vec::new()),
-                };
-                // No key on the named shard (or not a shard outage): every key failed.
+                let shard = err.unreachable_shard();
+                let (down, up): (Vec<K>, Vec<K>) = keys
+                    .into_iter()
+                    .partition(|k| Some(loader.shard_of(k)) == shard);
+                // Not a shard outage, or none of these keys on that shard: every key failed.
                 let (down, up) = if down.is_empty() {
                     (up, Vec::new())
                 } else {

@@ -576,6 +576,17 @@ impl Session {
         F: Fn(DatabaseConnection) -> Fut,
         Fut: Future<Output = Result<T, DbErr>>,
     {
+        self.read_with(shard, (), |conn, ()| read(conn)).await
+    }
+
+    /// [`Self::read`] handing `input` to `read`; it is cloned only when the read goes to the
+    /// replica (for the retry on the primary), so a shard without one pays nothing for it.
+    pub async fn read_with<V, T, F, Fut>(&self, shard: usize, input: V, read: F) -> Result<T, DbErr>
+    where
+        V: Clone,
+        F: Fn(DatabaseConnection, V) -> Fut,
+        Fut: Future<Output = Result<T, DbErr>>,
+    {
         let returns = self.store.shards[shard]
             .replica_health
             .returns
@@ -583,12 +594,12 @@ impl Session {
         let conn = self.reader(shard);
         let primary = self.store.primary(shard);
         if std::ptr::eq(conn, primary) {
-            return read(primary.clone()).await;
+            return read(primary.clone(), input).await;
         }
-        match read(conn.clone()).await {
+        match read(conn.clone(), input.clone()).await {
             Err(err) if is_unreachable(&err) => {
                 self.store.replica_unreachable(shard, &err, returns);
-                read(primary.clone()).await
+                read(primary.clone(), input).await
             }
             result => result,
         }
@@ -636,7 +647,7 @@ impl Session {
             let span = self.shard_span(shard, keys.len());
             on_shard(
                 shard,
-                self.read(shard, move |conn| query(conn, shard, keys.clone())),
+                self.read_with(shard, keys, move |conn, keys| query(conn, shard, keys)),
             )
             .instrument(span)
         }))

@@ -167,9 +167,8 @@ pub async fn inbox(
         query = query.filter(notification::Column::Id.lt(before));
     }
     let rows = session
-        .read(shard_of(user_id), |conn| {
-            let query = query.clone();
-            async move { query.all(&conn).await }
+        .read_with(shard_of(user_id), query, |conn, query| async move {
+            query.all(&conn).await
         })
         .await?;
     Ok(Page::from_overfetch(rows, page.first))
