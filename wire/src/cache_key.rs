@@ -51,6 +51,58 @@ pub fn private_key(public_key: &str, user: &str) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The keys of one subgraph fetch, for the entity cache: what every key of the fetch shares
+/// (subgraph, the fetch's document, which is its selection set, and its variables other than
+/// the representations) hashed once, then one key per representation or one for the fetch.
+pub struct FetchKeys {
+    base: Sha256,
+}
+
+impl FetchKeys {
+    pub fn new(
+        subgraph: &str,
+        document: &str,
+        operation_name: Option<&str>,
+        variables: &serde_json_bytes::Map<serde_json_bytes::ByteString, Value>,
+        skip_variable: Option<&str>,
+    ) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"switchyard-fetch-v1\0subgraph\0");
+        hasher.update(subgraph.as_bytes());
+        hasher.update(b"\0doc\0");
+        normalized_document(document, &mut hasher);
+        hasher.update(b"\0op\0");
+        hasher.update(operation_name.unwrap_or("").as_bytes());
+        hasher.update(b"\0vars\0");
+        let mut rest = variables.clone();
+        if let Some(skip) = skip_variable {
+            rest.remove(skip);
+        }
+        let mut canonical = Vec::with_capacity(64);
+        write_canonical(&Value::Object(rest), &mut canonical);
+        hasher.update(&canonical);
+        Self { base: hasher }
+    }
+
+    /// The PUBLIC key of a whole (root) fetch.
+    pub fn fetch(&self) -> String {
+        let mut hasher = self.base.clone();
+        hasher.update(b"\0fetch");
+        hex::encode(hasher.finalize())
+    }
+
+    /// The PUBLIC key of one entity of an `_entities` fetch: its representation (type name
+    /// and key fields, canonical JSON) under the fetch's selection.
+    pub fn entity(&self, representation: &Value) -> String {
+        let mut hasher = self.base.clone();
+        hasher.update(b"\0entity\0");
+        let mut canonical = Vec::with_capacity(48);
+        write_canonical(representation, &mut canonical);
+        hasher.update(&canonical);
+        hex::encode(hasher.finalize())
+    }
+}
+
 /// Feeds the document's significant tokens, one space apart: whitespace, commas and comments
 /// do not change the key.
 fn normalized_document(document: &str, hasher: &mut Sha256) {
@@ -170,6 +222,44 @@ mod tests {
             key("{ a }", None, r#"{"x":"1"}"#, "c"),
             key("{ a }", None, r#"{"x":1}"#, "c")
         );
+    }
+
+    #[test]
+    fn fetch_keys_separate_what_changes_the_answer() {
+        let doc = "query($representations:[_Any!]!){_entities(representations:$representations){...on Post{likeCount}}}";
+        let reps = vars(r#"{"representations":[{"__typename":"Post","id":"1"}],"first":2}"#);
+        let keys = FetchKeys::new("engagement", doc, None, &reps, Some("representations"));
+        let one: Value = serde_json::from_str(r#"{"__typename":"Post","id":"1"}"#).unwrap();
+        let one_reordered: Value =
+            serde_json::from_str(r#"{"id":"1","__typename":"Post"}"#).unwrap();
+        let two: Value = serde_json::from_str(r#"{"__typename":"Post","id":"2"}"#).unwrap();
+        assert_eq!(keys.entity(&one), keys.entity(&one_reordered));
+        assert_ne!(keys.entity(&one), keys.entity(&two));
+        assert_ne!(keys.entity(&one), keys.fetch());
+        // Other representations in the same fetch do not change an entity's key.
+        let more = vars(r#"{"representations":[{"__typename":"Post","id":"9"}],"first":2}"#);
+        let same = FetchKeys::new("engagement", doc, None, &more, Some("representations"));
+        assert_eq!(keys.entity(&one), same.entity(&one));
+        // Subgraph, selection and other variables do.
+        for other in [
+            FetchKeys::new("posts", doc, None, &reps, Some("representations")),
+            FetchKeys::new(
+                "engagement",
+                &doc.replace("likeCount", "likeCount commentCount"),
+                None,
+                &reps,
+                Some("representations"),
+            ),
+            FetchKeys::new(
+                "engagement",
+                doc,
+                None,
+                &vars(r#"{"representations":[],"first":3}"#),
+                Some("representations"),
+            ),
+        ] {
+            assert_ne!(keys.entity(&one), other.entity(&one));
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod cache_key;
 pub mod client_ip;
 pub mod deployment;
+pub mod entity_hints;
 pub mod hash;
 #[cfg(feature = "jwt")]
 pub mod jwt;

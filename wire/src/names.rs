@@ -17,6 +17,10 @@ pub const SECRET_HEADER: &str = "x-switchyard-router-secret";
 pub const TAGS_HEADER: &str = "x-switchyard-cache-tags";
 /// The cache tags a mutation changed.
 pub const INVALIDATE_HEADER: &str = "x-switchyard-cache-invalidate";
+/// Per entity of an `_entities` response, its own tags and hint: a JSON array with one
+/// element per representation (`null`, or `{"tags": [..], "maxAge": n, "private": true}`),
+/// so the router's entity cache tags and ages each entity by itself.
+pub const ENTITY_HINTS_HEADER: &str = "x-switchyard-cache-entities";
 
 /// The OTLP collector every process sends spans to; tracing is off where it is unset.
 pub const OTLP_ENDPOINT_ENV: &str = "SWITCHYARD_OTLP_ENDPOINT";

@@ -33,15 +33,26 @@ pub fn repo_root() -> PathBuf {
 pub struct Spy {
     pub delay: Arc<Mutex<Duration>>,
     pub headers: Arc<Mutex<Vec<HeaderMap>>>,
+    /// Each request's JSON body (`null` when it was not JSON), in the order received.
+    pub bodies: Arc<Mutex<Vec<Value>>>,
 }
 
 async fn spy_layer(State(spy): State<Spy>, request: Request, next: Next) -> Response {
-    spy.headers.lock().unwrap().push(request.headers().clone());
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
+    spy.headers.lock().unwrap().push(parts.headers.clone());
+    spy.bodies
+        .lock()
+        .unwrap()
+        .push(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
     let delay = *spy.delay.lock().unwrap();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    next.run(request).await
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 pub struct Subgraph {

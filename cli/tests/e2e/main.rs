@@ -4,6 +4,7 @@ mod cache_worker;
 mod chaos;
 mod cross_subgraph;
 mod engagement;
+mod entity_cache;
 mod graphql_http_audit;
 mod harness;
 mod headers_guard;

@@ -70,12 +70,12 @@ pub fn token_for(id: i64) -> String {
     .unwrap()
 }
 
-fn demo_users() -> Vec<i64> {
+pub fn demo_users() -> Vec<i64> {
     switchyard_accounts::seed::demo_user_ids(USERS, 2)
 }
 
 /// POSTs `query` to `url` as `token`'s user; returns status, headers and body.
-async fn ask(
+pub async fn ask(
     http: &reqwest::Client,
     url: &str,
     query: &str,
@@ -95,7 +95,7 @@ async fn ask(
     (status, headers, body)
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
 }
 

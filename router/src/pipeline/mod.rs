@@ -20,8 +20,9 @@
 //! Then, once apollo-router knows the operation (`supergraph_service`): `limits`
 //! ([`crate::plugins::operation_limits`]), `rate limit` ([`crate::plugins::rate_limit`]) and
 //! `cache fill`; at each subgraph fetch (`subgraph_service`): `subgraph identity` (who the
-//! caller is) and the cache's hints, tags and invalidations. Every refusal, ours or
-//! apollo-router's, leaves with `Cache-Control: no-store`.
+//! caller is), the cache's hints, tags and invalidations, and `entity cache`
+//! ([`crate::plugins::entity_cache`]: each fetch and each entity answered from the cache where
+//! it can be). Every refusal, ours or apollo-router's, leaves with `Cache-Control: no-store`.
 
 pub mod document;
 pub mod forward;
@@ -41,6 +42,7 @@ use tower::{BoxError, ServiceBuilder, ServiceExt};
 
 use self::read::{GraphqlRequest, ReadConfig};
 use self::refusal::Refusal;
+use crate::plugins::entity_cache::EntityCache;
 use crate::plugins::graphql_over_http::{self, GraphqlOverHttpConfig, Negotiated};
 use crate::plugins::headers_guard::{HeadersGuard, HeadersGuardConfig};
 use crate::plugins::jwt_auth::{JwtAuth, JwtAuthConfig};
@@ -98,6 +100,7 @@ pub struct Pipeline {
     limits: Option<OperationLimits>,
     rate_limit: Option<RateLimit>,
     cache: Option<Arc<ResponseCache>>,
+    entity_cache: Option<Arc<EntityCache>>,
 }
 
 #[async_trait::async_trait]
@@ -129,12 +132,22 @@ impl Plugin for Pipeline {
             .map(RateLimit::new)
             .transpose()
             .map_err(fail)?;
+        let entities = config.response_cache.as_ref().and_then(|c| {
+            let entities = c.entities.clone().filter(|e| e.enabled)?;
+            Some((entities, c.max_ttl))
+        });
         let cache = config
             .response_cache
             .map(ResponseCache::new)
             .transpose()
             .map_err(fail)?
             .map(Arc::new);
+        let entity_cache = match (entities, cache.as_ref().and_then(|c| c.levels())) {
+            (Some((entities, max_ttl)), Some(levels)) => Some(Arc::new(
+                EntityCache::new(&entities, levels, max_ttl, &init.supergraph_sdl).map_err(fail)?,
+            )),
+            _ => None,
+        };
         check_read(&config.read).map_err(fail)?;
         Ok(Self {
             front: Arc::new(Front {
@@ -159,6 +172,7 @@ impl Plugin for Pipeline {
             limits,
             rate_limit,
             cache,
+            entity_cache,
         })
     }
 
@@ -191,8 +205,14 @@ impl Plugin for Pipeline {
         service
     }
 
-    fn subgraph_service(&self, _name: &str, service: subgraph::BoxService) -> subgraph::BoxService {
+    fn subgraph_service(&self, name: &str, service: subgraph::BoxService) -> subgraph::BoxService {
+        // Innermost first (a request passes them bottom-up): identity headers are on the
+        // request before the caches see it, and the whole-response cache records the hints
+        // of the answer the entity cache gives, hit or not.
         let mut service = service;
+        if let Some(entities) = &self.entity_cache {
+            service = entities.subgraph_service(name, service);
+        }
         if let Some(cache) = &self.cache {
             service = cache.subgraph_service(service);
         }

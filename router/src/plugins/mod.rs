@@ -4,6 +4,7 @@
 //! metrics, its service hooks and its unit tests.
 
 pub mod background;
+pub mod entity_cache;
 pub mod graphql_over_http;
 pub mod headers_guard;
 pub mod jwt_auth;

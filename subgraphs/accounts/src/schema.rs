@@ -63,6 +63,12 @@ impl User {
         cache::tag(ctx, "User", model.id);
         User(model)
     }
+
+    /// A `User` an entity fetch asked for as `entity`: tagged for that entity alone.
+    fn loaded_entity(ctx: &Context<'_>, model: user::Model, entity: &str) -> Self {
+        cache::tag_entity(ctx, entity, "User", model.id);
+        User(model)
+    }
 }
 
 /// Profiles are public and change rarely; a change drops every cached response showing it.
@@ -181,8 +187,13 @@ impl Query {
     /// Federation: resolves `User` references from other subgraphs, batched per shard.
     #[graphql(entity)]
     async fn find_user_by_id(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<User>> {
+        let entity = cache::entity("User", &id);
         let id = parse_id(&id, shard_count(ctx))?;
-        load_user(ctx, id).await
+        let loader = ctx.data_unchecked::<RequestLoader<UserLoader, i64>>();
+        Ok(loader
+            .load_one(id)
+            .await?
+            .map(|u| User::loaded_entity(ctx, u, &entity)))
     }
 }
 

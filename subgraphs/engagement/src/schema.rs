@@ -77,8 +77,9 @@ pub struct Post {
 }
 
 async fn post_counts(ctx: &Context<'_>, id: &ID) -> ApiResult<(i64, i64)> {
+    let entity = cache::entity("Post", id);
     let id = id_of(ctx, id)?;
-    cache::tag(ctx, POST_ENGAGEMENT, id);
+    cache::tag_entity(ctx, &entity, POST_ENGAGEMENT, id);
     let loader = ctx.data_unchecked::<RequestLoader<PostCountsLoader, i64>>();
     Ok(loader
         .load_one(id)
@@ -113,6 +114,8 @@ impl Post {
     )]
     async fn viewer_has_liked(&self, ctx: &Context<'_>) -> ApiResult<bool> {
         let id = id_of(ctx, &self.id)?;
+        // A like or unlike of this post drops the viewer's cached answer too.
+        cache::tag_entity(ctx, &cache::entity("Post", &self.id), POST_ENGAGEMENT, id);
         let Some(viewer) = viewer_id(ctx) else {
             return Ok(false);
         };
@@ -133,7 +136,7 @@ impl Post {
     ) -> ApiResult<Connection<String, Comment>> {
         let post = id_of(ctx, &self.id)?;
         let page = PageRequest::parse(first, after.as_deref())?;
-        cache::tag(ctx, POST_ENGAGEMENT, post);
+        cache::tag_entity(ctx, &cache::entity("Post", &self.id), POST_ENGAGEMENT, post);
         let loader = ctx.data_unchecked::<RequestLoader<CommentsLoader, OwnerPage>>();
         let found = loader.load_one(OwnerPage { owner: post, page }).await?;
         Ok(connection(found, page, |c| (c.id, Comment(c))))
@@ -148,8 +151,9 @@ pub struct User {
 }
 
 async fn user_counts(ctx: &Context<'_>, id: &ID) -> ApiResult<(i64, i64)> {
+    let entity = cache::entity("User", id);
     let id = id_of(ctx, id)?;
-    cache::tag(ctx, USER_FOLLOWS, id);
+    cache::tag_entity(ctx, &entity, USER_FOLLOWS, id);
     let loader = ctx.data_unchecked::<RequestLoader<UserCountsLoader, i64>>();
     Ok(loader
         .load_one(id)
@@ -182,6 +186,7 @@ impl User {
     )]
     async fn viewer_follows(&self, ctx: &Context<'_>) -> ApiResult<bool> {
         let id = id_of(ctx, &self.id)?;
+        cache::tag_entity(ctx, &cache::entity("User", &self.id), USER_FOLLOWS, id);
         let Some(viewer) = viewer_id(ctx) else {
             return Ok(false);
         };
@@ -202,7 +207,7 @@ impl User {
     ) -> ApiResult<Connection<String, User>> {
         let user = id_of(ctx, &self.id)?;
         let page = PageRequest::parse(first, after.as_deref())?;
-        cache::tag(ctx, USER_FOLLOWS, user);
+        cache::tag_entity(ctx, &cache::entity("User", &self.id), USER_FOLLOWS, user);
         let loader = ctx.data_unchecked::<RequestLoader<FollowersLoader, OwnerPage>>();
         let found = loader.load_one(OwnerPage { owner: user, page }).await?;
         Ok(connection(found, page, |f| {
@@ -228,7 +233,7 @@ impl User {
     ) -> ApiResult<Connection<String, User>> {
         let user = id_of(ctx, &self.id)?;
         let page = PageRequest::parse(first, after.as_deref())?;
-        cache::tag(ctx, USER_FOLLOWS, user);
+        cache::tag_entity(ctx, &cache::entity("User", &self.id), USER_FOLLOWS, user);
         let loader = ctx.data_unchecked::<RequestLoader<FollowingLoader, OwnerPage>>();
         let found = loader.load_one(OwnerPage { owner: user, page }).await?;
         Ok(connection(found, page, |f| {

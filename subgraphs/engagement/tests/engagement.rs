@@ -390,3 +390,59 @@ backend_tests!(
     follows_count_and_list_both_ways,
     a_page_of_posts_costs_one_statement_per_shard_per_field
 );
+
+/// Each post of an entity fetch is tagged by itself (`PostEngagement:<id>`), viewer fields
+/// included, so the router's entity cache drops one post on a like; a follower inside a
+/// user's list tags the user around it, not itself.
+#[tokio::test]
+async fn each_entity_carries_its_own_tags() {
+    use switchyard_kit::cache::entity_hints;
+    use switchyard_kit::testing::execute_with_cache_headers;
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engagement::new(StoreConfig::sqlite(dir.path(), "entity-tags", 2)).await;
+    let (a, b) = (post(0, 1), post(1, 2));
+    let (r, headers) = execute_with_cache_headers(
+        &schema(),
+        prepare,
+        &e.store,
+        Viewer::user(user(0, 1)),
+        COUNTS,
+        representations(&[a, b]),
+    )
+    .await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(headers["cache-control"], "max-age=10, private");
+    let hints = entity_hints::decode(headers["x-switchyard-cache-entities"].as_bytes()).unwrap();
+    assert!(hints.shared.is_empty(), "{hints:?}");
+    for id in [a, b] {
+        let (tags, _) = hints.of(Some(&format!("Post:{id}")));
+        assert_eq!(tags, [format!("PostEngagement:{id}")]);
+    }
+
+    let follower = user(1, 2);
+    let me = user(0, 3);
+    let follow = "mutation($u: ID!) { follow(userId: $u) { id } }";
+    let r = e
+        .exec(Viewer::user(follower), follow, json!({"u": me.to_string()}))
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    e.settle().await;
+    let followers = "query($r: [_Any!]!) { _entities(representations: $r) { ... on User { followerCount followers(first: 5) { edges { node { id followerCount } } } } } }";
+    let (r, headers) = execute_with_cache_headers(
+        &schema(),
+        prepare,
+        &e.store,
+        Viewer::anonymous(),
+        followers,
+        json!({"r": [{"__typename": "User", "id": me.to_string()}]}),
+    )
+    .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let hints = entity_hints::decode(headers["x-switchyard-cache-entities"].as_bytes()).unwrap();
+    let (tags, _) = hints.of(Some(&format!("User:{me}")));
+    assert!(tags.contains(&format!("UserFollows:{me}")), "{hints:?}");
+    assert!(
+        tags.contains(&format!("UserFollows:{follower}")),
+        "the follower's count inside the list belongs to the user's entry: {hints:?} {r}"
+    );
+}

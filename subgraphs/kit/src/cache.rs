@@ -12,15 +12,23 @@
 //! Tags are recorded by the code that loads an entity, not read off the response: a response
 //! depends on `Post:1` even when the client did not select `id`. The subgraph sends them in
 //! [`TAGS_HEADER`], space-separated like a CDN's `Surrogate-Key`.
+//!
+//! Inside an `_entities` fetch, [`tag_entity`] and [`hint_entity`] record a tag or hint for
+//! one entity (named `Type:id`, as the router's representation names it), sent per entity in
+//! [`ENTITY_HINTS_HEADER`]: the router's entity cache keeps each entity on its own, so a like
+//! drops exactly the post it changed. A plain [`tag`] inside `_entities` is shared by every
+//! entity of the fetch (async-graphql does not tell a resolver which entity it works for, so
+//! only the resolver can say).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest};
 use async_graphql::registry::MetaType;
-use async_graphql::{Context, Enum, Response, TypeDirective, Value};
+use async_graphql::{Context, Enum, QueryPathSegment, Response, TypeDirective, Value};
+pub use switchyard_wire::entity_hints::{self, FetchHints};
 
-pub use switchyard_wire::names::{INVALIDATE_HEADER, TAGS_HEADER};
+pub use switchyard_wire::names::{ENTITY_HINTS_HEADER, INVALIDATE_HEADER, TAGS_HEADER};
 
 /// More tags than this and the response is sent without any, which the router treats as "not
 /// cacheable": a response that cannot be invalidated precisely is not worth the risk.
@@ -49,6 +57,10 @@ pub struct CacheTags(Arc<Mutex<Recorded>>);
 struct Recorded {
     tags: BTreeSet<String>,
     invalidate: BTreeSet<String>,
+    /// Hints resolvers declared at run time, for the whole response.
+    hint: Option<async_graphql::CacheControl>,
+    /// Inside an `_entities` fetch: the tags and hints of each entity, and those shared.
+    entities: Option<FetchHints>,
 }
 
 impl CacheTags {
@@ -57,9 +69,13 @@ impl CacheTags {
         f(&mut recorded)
     }
 
-    /// Puts the recorded tags and invalidations on the response's headers.
+    /// Puts the recorded tags and invalidations on the response's headers, and lowers its
+    /// `Cache-Control` to the hints resolvers declared.
     pub fn apply(&self, response: &mut Response) {
         self.with(|recorded| {
+            if let Some(hint) = recorded.hint {
+                response.cache_control = merge(response.cache_control, hint);
+            }
             if response.is_ok()
                 && !recorded.tags.is_empty()
                 && recorded.tags.len() <= MAX_TAGS
@@ -70,8 +86,55 @@ impl CacheTags {
             if let Some(value) = header_value(&recorded.invalidate) {
                 response.http_headers.insert(INVALIDATE_HEADER, value);
             }
+            if recorded.tags.len() > MAX_TAGS {
+                // Without its tags nothing may be cached: it could never be invalidated.
+                response.cache_control = async_graphql::CacheControl {
+                    public: false,
+                    max_age: -1,
+                };
+            }
+            // Sent with errors too: the router caches the entities that have none.
+            if let Some(entities) = &recorded.entities
+                && entities.tag_count() <= MAX_TAGS
+                && entities.entities.len() <= entity_hints::MAX_ENTITIES
+                && let Ok(value) =
+                    axum::http::HeaderValue::from_str(&entity_hints::encode(entities))
+            {
+                response.http_headers.insert(ENTITY_HINTS_HEADER, value);
+            }
         })
     }
+}
+
+/// async-graphql's own merge (not public): the stricter of two hints; `max_age` 0 is "no
+/// hint", -1 is `no-cache`.
+fn merge(
+    a: async_graphql::CacheControl,
+    b: async_graphql::CacheControl,
+) -> async_graphql::CacheControl {
+    async_graphql::CacheControl {
+        public: a.public && b.public,
+        max_age: match (a.max_age, b.max_age) {
+            (-1, _) | (_, -1) => -1,
+            (a, 0) => a,
+            (0, b) => b,
+            (a, b) => a.min(b),
+        },
+    }
+}
+
+/// Where a resolver runs in an `_entities` fetch: `None` outside one, `Some(true)` when it
+/// resolves an entity itself (the entity resolver, or a field of the entity: the path is
+/// `_entities` or `_entities.<field>`), `Some(false)` below that, where `self` is some other
+/// object inside the entity and a tag it records belongs to the entity around it.
+fn in_entities(ctx: &Context<'_>) -> Option<bool> {
+    let mut node = ctx.path_node.as_ref()?;
+    let mut depth = 1;
+    while let Some(parent) = node.parent {
+        node = parent;
+        depth += 1;
+    }
+    matches!(node.segment, QueryPathSegment::Name("_entities")).then_some(depth <= 2)
 }
 
 fn header_value(tags: &BTreeSet<String>) -> Option<axum::http::HeaderValue> {
@@ -91,11 +154,94 @@ pub fn tag_of(type_name: &str, id: impl std::fmt::Display) -> String {
     format!("{type_name}:{id}")
 }
 
-/// Records that this request's response was built from `type_name` `id`.
+/// The name of an entity, as the router's entity cache knows it: `Type:id`, from the
+/// representation's `__typename` and `id` (pass the `ID` the entity was resolved with).
+pub fn entity(type_name: &str, id: &str) -> String {
+    tag_of(type_name, id)
+}
+
+/// Records that this request's response was built from `type_name` `id`. Inside an
+/// `_entities` fetch every entity of it carries the tag; [`tag_entity`] gives it to one.
 pub fn tag(ctx: &Context<'_>, type_name: &str, id: impl std::fmt::Display) {
-    if let Some(tags) = ctx.data_opt::<CacheTags>() {
-        tags.with(|r| r.tags.insert(tag_of(type_name, id)));
-    }
+    record_tag(ctx, None, tag_of(type_name, id));
+}
+
+/// Records that `entity` (see [`entity`]), and so this response, was built from
+/// `type_name` `id`. Call it from the entity resolver or a field of the entity itself, with
+/// the entity's own name; deeper down (a follower inside a user's `followers`), or outside an
+/// `_entities` fetch, it is [`tag`]: the entity is then not the one the resolver names.
+pub fn tag_entity(ctx: &Context<'_>, entity: &str, type_name: &str, id: impl std::fmt::Display) {
+    record_tag(ctx, Some(entity), tag_of(type_name, id));
+}
+
+fn record_tag(ctx: &Context<'_>, entity: Option<&str>, tag: String) {
+    let Some(tags) = ctx.data_opt::<CacheTags>() else {
+        return;
+    };
+    let inside = in_entities(ctx);
+    tags.with(|r| {
+        if let Some(top) = inside {
+            let hints = r.entities.get_or_insert_with(FetchHints::default);
+            match entity.filter(|_| top) {
+                Some(entity) => {
+                    let own = hints.entities.entry(entity.to_owned()).or_default();
+                    own.tags.insert(tag.clone());
+                }
+                None => {
+                    hints.shared.insert(tag.clone());
+                }
+            }
+        }
+        r.tags.insert(tag);
+    });
+}
+
+/// Declares at run time that this response may be reused for at most `max_age_secs` (0: not
+/// at all), and only by this user when `scope` is private. The static `cache_control(..)`
+/// hints still apply; this only makes them stricter.
+pub fn hint(ctx: &Context<'_>, max_age_secs: u32, scope: CacheControlScope) {
+    record_hint(ctx, None, max_age_secs, scope);
+}
+
+/// [`hint`] for one entity of an `_entities` fetch: its neighbours keep their own age and
+/// scope in the router's entity cache (the response as a whole takes the strictest). Where
+/// [`tag_entity`] would not name the entity, this is [`hint`].
+pub fn hint_entity(ctx: &Context<'_>, entity: &str, max_age_secs: u32, scope: CacheControlScope) {
+    record_hint(ctx, Some(entity), max_age_secs, scope);
+}
+
+fn record_hint(
+    ctx: &Context<'_>,
+    entity: Option<&str>,
+    max_age_secs: u32,
+    scope: CacheControlScope,
+) {
+    let Some(tags) = ctx.data_opt::<CacheTags>() else {
+        return;
+    };
+    let private = scope == CacheControlScope::Private;
+    let declared = async_graphql::CacheControl {
+        public: !private,
+        // 0 would read as "no hint" to async-graphql: say `no-cache` (-1) instead.
+        max_age: if max_age_secs == 0 {
+            -1
+        } else {
+            i32::try_from(max_age_secs).unwrap_or(i32::MAX)
+        },
+    };
+    let entity = entity.filter(|_| in_entities(ctx) == Some(true));
+    tags.with(|r| {
+        r.hint = Some(match r.hint {
+            Some(hint) => merge(hint, declared),
+            None => declared,
+        });
+        if let Some(entity) = entity {
+            let hints = r.entities.get_or_insert_with(FetchHints::default);
+            let own = hints.entities.entry(entity.to_owned()).or_default();
+            own.max_age = Some(own.max_age.map_or(max_age_secs, |a| a.min(max_age_secs)));
+            own.private |= private;
+        }
+    });
 }
 
 /// Records that this request changed `type_name` `id`: cached responses built from it must go.
@@ -182,5 +328,91 @@ fn compare(
         problems.push(format!(
             "{at}: cache_control(..) gives {from_attribute:?} but @cacheControl gives {from_directive:?} (max age, public)"
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::{EmptyMutation, EmptySubscription, ID, Object, Schema, SimpleObject};
+
+    use super::*;
+
+    #[derive(SimpleObject)]
+    struct Thing {
+        id: ID,
+    }
+
+    struct Query;
+
+    #[Object]
+    impl Query {
+        async fn many(&self, ctx: &Context<'_>) -> i32 {
+            for i in 0..=MAX_TAGS {
+                tag(ctx, "Thing", i);
+            }
+            1
+        }
+
+        #[graphql(entity)]
+        async fn find_thing_by_id(&self, ctx: &Context<'_>, id: ID) -> Thing {
+            let name = entity("Thing", &id);
+            tag_entity(ctx, &name, "Thing", id.as_str());
+            tag(ctx, "Everything", 1);
+            if id.as_str() == "2" {
+                hint_entity(ctx, &name, 5, CacheControlScope::Private);
+            }
+            Thing { id }
+        }
+    }
+
+    async fn run(query: &str) -> Response {
+        let schema = Schema::build(Query, EmptyMutation, EmptySubscription)
+            .enable_federation()
+            .finish();
+        let tags = CacheTags::default();
+        let mut response = schema
+            .execute(async_graphql::Request::new(query).data(tags.clone()))
+            .await;
+        tags.apply(&mut response);
+        response
+    }
+
+    #[tokio::test]
+    async fn each_entity_gets_its_own_tags_and_hints() {
+        let response = run(
+            r#"{ _entities(representations: [{__typename: "Thing", id: "1"}, {__typename: "Thing", id: "2"}]) { ... on Thing { id } } }"#,
+        )
+        .await;
+        assert!(response.errors.is_empty(), "{:?}", response.errors);
+        let header = response.http_headers[ENTITY_HINTS_HEADER].to_str().unwrap();
+        let hints = entity_hints::decode(header.as_bytes()).unwrap();
+        assert_eq!(hints.of(Some("Thing:1")).0, ["Everything:1", "Thing:1"]);
+        let (tags, own) = hints.of(Some("Thing:2"));
+        assert_eq!(tags, ["Everything:1", "Thing:2"]);
+        let own = own.unwrap();
+        assert_eq!((own.max_age, own.private), (Some(5), true));
+        // The whole response takes the strictest hint.
+        assert_eq!(
+            response.cache_control.value().as_deref(),
+            Some("max-age=5, private")
+        );
+        assert_eq!(
+            response.http_headers[TAGS_HEADER],
+            "Everything:1 Thing:1 Thing:2"
+        );
+    }
+
+    /// Regression: a response with more tags than the header carries was sent untagged with
+    /// its `Cache-Control`, so a cache kept what no invalidation could reach.
+    #[tokio::test]
+    async fn too_many_tags_make_a_response_uncacheable() {
+        let response = run("{ many }").await;
+        assert!(!response.http_headers.contains_key(TAGS_HEADER));
+        assert_eq!(
+            response.cache_control.value().as_deref(),
+            Some("no-cache, private")
+        );
+        // Outside `_entities` nothing is sent per entity.
+        assert!(!response.http_headers.contains_key(ENTITY_HINTS_HEADER));
     }
 }

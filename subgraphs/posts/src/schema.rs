@@ -76,9 +76,11 @@ impl User {
         let found = loader.load_one(AuthorPage { author_id, page }).await?;
         // The list changes when this user posts or deletes a post. Its own tag, not the user's:
         // a new post must not drop every cached response that shows the author's profile.
-        cache::tag(ctx, POSTS_OF_USER, author_id);
+        let owner = cache::entity("User", &self.id);
+        cache::tag_entity(ctx, &owner, POSTS_OF_USER, author_id);
         Ok(connection(
             ctx,
+            Some(&owner),
             found.unwrap_or(Page {
                 rows: vec![],
                 has_next_page: false,
@@ -95,9 +97,13 @@ pub const POSTS_OF_USER: &str = "UserPosts";
 pub struct Post(post::Model);
 
 impl Post {
-    /// Every `Post` a query returns is made here, so its response is tagged with it.
-    fn loaded(ctx: &Context<'_>, model: post::Model) -> Self {
-        cache::tag(ctx, "Post", model.id);
+    /// Every `Post` a query returns is made here, so its response is tagged with it (and,
+    /// inside an entity fetch, the entity `owner` it belongs to).
+    fn loaded(ctx: &Context<'_>, model: post::Model, owner: Option<&str>) -> Self {
+        match owner {
+            Some(owner) => cache::tag_entity(ctx, owner, "Post", model.id),
+            None => cache::tag(ctx, "Post", model.id),
+        }
         Post(model)
     }
 }
@@ -126,12 +132,17 @@ impl Post {
     }
 }
 
-fn connection(ctx: &Context<'_>, page: Page<post::Model>, request: PageRequest) -> PostConnection {
+fn connection(
+    ctx: &Context<'_>,
+    owner: Option<&str>,
+    page: Page<post::Model>,
+    request: PageRequest,
+) -> PostConnection {
     let mut conn = Connection::new(request.before_id.is_some(), page.has_next_page);
     conn.edges.extend(
         page.rows
             .into_iter()
-            .map(|p| Edge::new(encode_cursor(p.id), Post::loaded(ctx, p))),
+            .map(|p| Edge::new(encode_cursor(p.id), Post::loaded(ctx, p, owner))),
     );
     conn
 }
@@ -145,7 +156,7 @@ impl Query {
         let id = parse_id(&id, shard_count(ctx))?;
         let loader = ctx.data_unchecked::<RequestLoader<PostLoader, i64>>();
         match loader.load_one(id).await? {
-            Some(p) => Ok(Some(Post::loaded(ctx, p))),
+            Some(p) => Ok(Some(Post::loaded(ctx, p, None))),
             None => Err(ApiError::not_found(format!("no post with id {id}"))),
         }
     }
@@ -163,7 +174,12 @@ impl Query {
         #[graphql(desc = "An `endCursor` from the previous page.")] after: Option<String>,
     ) -> ApiResult<PostConnection> {
         let page = PageRequest::parse(first, after.as_deref())?;
-        Ok(connection(ctx, repo::feed(session(ctx), page).await?, page))
+        Ok(connection(
+            ctx,
+            None,
+            repo::feed(session(ctx), page).await?,
+            page,
+        ))
     }
 
     /// Federation: `User` references get their `posts` here; no lookup needed.
@@ -176,9 +192,13 @@ impl Query {
     /// Federation: resolves `Post` references, batched per shard.
     #[graphql(entity)]
     async fn find_post_by_id(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Post>> {
+        let entity = cache::entity("Post", &id);
         let id = parse_id(&id, shard_count(ctx))?;
         let loader = ctx.data_unchecked::<RequestLoader<PostLoader, i64>>();
-        Ok(loader.load_one(id).await?.map(|p| Post::loaded(ctx, p)))
+        Ok(loader
+            .load_one(id)
+            .await?
+            .map(|p| Post::loaded(ctx, p, Some(&entity))))
     }
 }
 

@@ -7,11 +7,14 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+pub use crate::plugins::entity_cache::config::EntityCacheConfig;
+
 /// Configuration of `switchyard.response_cache`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResponseCacheConfig {
-    /// Off: responses pass through untouched.
+    /// Off: whole responses are not cached (subgraph fetches and entities still are when
+    /// `entities` is on; both share the levels configured here).
     #[serde(default = "enabled")]
     pub enabled: bool,
     /// Byte budget of the in-process level (per router process).
@@ -40,6 +43,10 @@ pub struct ResponseCacheConfig {
     /// The admin endpoint that invalidates by tag; none when absent.
     #[serde(default)]
     pub invalidation: Option<InvalidationConfig>,
+    /// The entity cache: each subgraph fetch and each entity cached on its own, in the same
+    /// two levels, so personalised responses reuse their public parts. Off when absent.
+    #[serde(default)]
+    pub entities: Option<EntityCacheConfig>,
 }
 
 /// The shared level (Redis), and the channel invalidations travel on between replicas.

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use http::HeaderMap;
 
+pub use switchyard_wire::entity_hints::valid_tag;
 pub use switchyard_wire::names::{INVALIDATE_HEADER, TAGS_HEADER};
 
 /// The hints of every subgraph fetch of one request, merged.
@@ -109,14 +110,6 @@ pub fn tags<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = Stri
         .flat_map(|v| v.split([' ', ',']))
         .filter(|t| valid_tag(t))
         .map(str::to_owned)
-}
-
-/// A tag is `Type:id`: printable ASCII, no spaces, at most 256 bytes.
-pub fn valid_tag(tag: &str) -> bool {
-    !tag.is_empty()
-        && tag.len() <= 256
-        && tag.contains(':')
-        && tag.bytes().all(|b| b.is_ascii_graphic() && b != b',')
 }
 
 #[cfg(test)]

@@ -62,7 +62,12 @@ use crate::plugins::redis_connection::RedisError;
 /// invalidated is not stored (longer than any request may take).
 const INVALIDATION_MEMORY: Duration = Duration::from_secs(60);
 
+/// The two levels, single flight and the invalidation record: shared by the whole-response
+/// cache and the entity cache (`crate::plugins::entity_cache`), so one invalidation drops
+/// both kinds of entry everywhere.
 pub struct Cache {
+    /// Whole responses are cached (`enabled`); without, the levels serve the entity cache only.
+    whole: bool,
     memory: Arc<MemoryLevel>,
     redis: Option<Arc<RedisLevel>>,
     flights: Arc<Flights>,
@@ -141,7 +146,8 @@ fn plan_for(request: &GraphqlRequest, context: &Context) -> Option<Plan> {
 impl ResponseCache {
     pub fn new(config: ResponseCacheConfig) -> Result<Self, BoxError> {
         let fail = |e: String| -> BoxError { format!("response_cache: {e}").into() };
-        if !config.enabled {
+        let entities_on = config.entities.as_ref().is_some_and(|e| e.enabled);
+        if !config.enabled && !entities_on {
             return Ok(Self {
                 cache: None,
                 endpoint: None,
@@ -188,6 +194,7 @@ impl ResponseCache {
             config.stale_if_error.as_millis() as u64,
         ));
         let cache = Arc::new(Cache {
+            whole: config.enabled,
             memory: memory.clone(),
             redis,
             flights: Arc::new(Flights::default()),
@@ -263,14 +270,19 @@ impl ResponseCache {
         context: &Context,
     ) -> Result<Option<router::Response>, BoxError> {
         match &self.cache {
-            Some(cache) => cache.serve_hit(request, headers, context).await,
-            None => Ok(None),
+            Some(cache) if cache.whole => cache.serve_hit(request, headers, context).await,
+            _ => Ok(None),
         }
+    }
+
+    /// The levels, for the entity cache to share (`None` when neither cache is on).
+    pub fn levels(&self) -> Option<Arc<Cache>> {
+        self.cache.clone()
     }
 
     /// The `cache fill` stage.
     pub fn supergraph_service(&self, service: supergraph::BoxService) -> supergraph::BoxService {
-        let Some(cache) = self.cache.clone() else {
+        let Some(cache) = self.cache.clone().filter(|c| c.whole) else {
             return service;
         };
         let inner: Inner = ServiceBuilder::new()
@@ -590,19 +602,79 @@ impl Cache {
         };
         self.metrics.stores.add(1, &[KeyValue::new("scope", scope)]);
         self.metrics.stored_bytes.add(entry.body.len() as u64, &[]);
+        if !self.keep(key, entry, generation).await {
+            self.metrics
+                .uncacheable
+                .add(1, &[KeyValue::new("reason", "invalidated_while_running")]);
+        }
+    }
+
+    /// Puts `entry` in memory, then in Redis unless one of its tags was invalidated after
+    /// `generation` (the generation the lookup read); `false` when Redis refused it so.
+    pub async fn keep(&self, key: String, entry: Arc<Entry>, generation: Option<u64>) -> bool {
         self.put_memory(key.clone(), entry.clone());
-        let Some(redis) = &self.redis else { return };
+        let Some(redis) = &self.redis else {
+            return true;
+        };
         // Without the generation of the lookup (Redis failed then), a write could not be told
         // apart from one that raced an invalidation on another replica: skip it.
-        let Some(generation) = generation else { return };
+        let Some(generation) = generation else {
+            return true;
+        };
         match redis.put(&key, &entry, now_ms(), generation).await {
-            Ok(true) => {}
-            Ok(false) => self
-                .metrics
-                .uncacheable
-                .add(1, &[KeyValue::new("reason", "invalidated_while_running")]),
-            Err(e) => report_redis_error(&self.metrics.redis_errors, "put", &e),
+            Ok(stored) => stored,
+            Err(e) => {
+                report_redis_error(&self.metrics.redis_errors, "put", &e);
+                true
+            }
         }
+    }
+
+    /// Each key's fresh entry, from memory, then (for those memory lacks) from Redis in one
+    /// round trip, which refills memory; with Redis's invalidation generation when Redis was
+    /// asked and answered (a later [`Self::keep`] needs it).
+    pub async fn lookup_each(&self, keys: &[String]) -> (Vec<Option<Arc<Entry>>>, Option<u64>) {
+        let now = now_ms();
+        let mut found: Vec<Option<Arc<Entry>>> = keys
+            .iter()
+            .map(|key| match self.memory.get(key, now) {
+                Lookup::Fresh(entry) => Some(entry),
+                _ => None,
+            })
+            .collect();
+        let missing: Vec<usize> = (0..keys.len()).filter(|i| found[*i].is_none()).collect();
+        let Some(redis) = self.redis.as_ref().filter(|_| !missing.is_empty()) else {
+            return (found, None);
+        };
+        let asked: Vec<String> = missing.iter().map(|i| keys[*i].clone()).collect();
+        match redis.get_each(&asked).await {
+            Ok((entries, generation)) => {
+                for (at, entry) in missing.into_iter().zip(entries) {
+                    if let Some(entry) = entry.filter(|e| e.is_fresh(now)) {
+                        let entry = Arc::new(entry);
+                        self.put_memory(keys[at].clone(), entry.clone());
+                        found[at] = Some(entry);
+                    }
+                }
+                (found, Some(generation))
+            }
+            Err(e) => {
+                report_redis_error(&self.metrics.redis_errors, "get", &e);
+                (found, None)
+            }
+        }
+    }
+
+    /// The fresh entry under `key` in memory only (after waiting for another request's fill).
+    pub fn in_memory(&self, key: &str) -> Option<Arc<Entry>> {
+        match self.memory.get(key, now_ms()) {
+            Lookup::Fresh(entry) => Some(entry),
+            _ => None,
+        }
+    }
+
+    pub fn flights(&self) -> &Arc<Flights> {
+        &self.flights
     }
 
     fn put_memory(&self, key: String, entry: Arc<Entry>) {
@@ -690,7 +762,9 @@ impl Cache {
         }
     }
 
-    fn invalidated_since(&self, tags: &[String], since_ms: u64) -> bool {
+    /// Whether one of `tags` was invalidated at or after `since_ms` (then what was computed
+    /// from them since must not be stored).
+    pub fn invalidated_since(&self, tags: &[String], since_ms: u64) -> bool {
         let at = self
             .invalidated_at
             .lock()
