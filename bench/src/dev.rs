@@ -11,8 +11,9 @@ use anyhow::{Context, bail};
 
 use crate::process::ProcessTree;
 
-/// `router/router.yaml` as shipped, minus `remove`'s stages (written to `dir/<name>`): the
-/// rate limits, say, whose development rules refuse one client's 1,200th request in a minute.
+/// `router/router.yaml` as shipped, minus `remove`'s stages or `stage.key`s (written to
+/// `dir/<name>`): the rate limits, say, whose development rules refuse one client's 1,200th
+/// request in a minute, or `response_cache.entities`.
 pub fn router_config_without(
     repo: &Path,
     dir: &Path,
@@ -28,10 +29,21 @@ pub fn router_config_without(
         .and_then(|p| p.get_mut("switchyard.pipeline"))
         .and_then(|p| p.as_mapping_mut())
         .context("router/router.yaml has no plugins.switchyard.pipeline")?;
-    for stage in remove {
-        pipeline
-            .remove(stage)
-            .with_context(|| format!("router/router.yaml configures no {stage}"))?;
+    for path in remove {
+        // `stage`, or `stage.key` for one key of a stage.
+        let (parent, key) = match path.split_once('.') {
+            Some((stage, key)) => (
+                pipeline
+                    .get_mut(stage)
+                    .and_then(|s| s.as_mapping_mut())
+                    .with_context(|| format!("router/router.yaml configures no {stage}"))?,
+                key,
+            ),
+            None => (&mut *pipeline, *path),
+        };
+        parent
+            .remove(key)
+            .with_context(|| format!("router/router.yaml configures no {path}"))?;
     }
     let path = dir.join(name);
     std::fs::write(&path, serde_yaml::to_string(&config)?)?;

@@ -9,9 +9,11 @@ mod events;
 mod federation;
 mod load;
 mod mobile;
+mod personalised;
 mod platform;
 mod process;
 mod report;
+mod signed_in;
 mod tracing_overhead;
 mod workloads;
 
@@ -79,6 +81,9 @@ enum Workload {
     /// The Android app's persisted operations in a signed-in population's mix (80% reads, 20%
     /// writes, own tokens) through `switchyard dev`, response cache off versus on.
     Mobile,
+    /// Signed-in home feeds (PRIVATE whole responses) with 5% likes through `switchyard dev`,
+    /// the whole-response cache on in both, the entity cache off versus on.
+    Personalised,
 }
 
 pub struct Settings {
@@ -115,5 +120,6 @@ async fn main() -> anyhow::Result<()> {
         }
         Workload::Soak => federation::soak(&settings).await,
         Workload::Mobile => mobile::mobile(&settings).await,
+        Workload::Personalised => personalised::personalised(&settings).await,
     }
 }

@@ -68,6 +68,17 @@ fn viewer_id(ctx: &Context<'_>) -> Option<i64> {
 pub const POST_ENGAGEMENT: &str = "PostEngagement";
 /// The cache tag of a user's follow counts and lists.
 pub const USER_FOLLOWS: &str = "UserFollows";
+/// The cache tag of one viewer's like of one post (`ViewerLike:<viewer>.<post>`): only that
+/// viewer's like or unlike changes their `viewerHasLiked`, so nobody else's cached answer
+/// goes when a post is liked.
+pub const VIEWER_LIKE: &str = "ViewerLike";
+/// The cache tag of one viewer's follow of one user (`ViewerFollow:<viewer>.<user>`).
+pub const VIEWER_FOLLOW: &str = "ViewerFollow";
+
+/// The id part of a viewer tag: `<viewer>.<other>`.
+fn pair(viewer: i64, other: i64) -> String {
+    format!("{viewer}.{other}")
+}
 
 /// A post, as far as engagement knows it. The post itself comes from posts.
 #[derive(SimpleObject)]
@@ -114,11 +125,11 @@ impl Post {
     )]
     async fn viewer_has_liked(&self, ctx: &Context<'_>) -> ApiResult<bool> {
         let id = id_of(ctx, &self.id)?;
-        // A like or unlike of this post drops the viewer's cached answer too.
-        cache::tag_entity(ctx, &cache::entity("Post", &self.id), POST_ENGAGEMENT, id);
         let Some(viewer) = viewer_id(ctx) else {
             return Ok(false);
         };
+        let entity = cache::entity("Post", &self.id);
+        cache::tag_entity(ctx, &entity, VIEWER_LIKE, pair(viewer, id));
         let loader = ctx.data_unchecked::<RequestLoader<ViewerLikesLoader, (i64, i64)>>();
         Ok(loader.load_one((viewer, id)).await?.is_some())
     }
@@ -186,10 +197,11 @@ impl User {
     )]
     async fn viewer_follows(&self, ctx: &Context<'_>) -> ApiResult<bool> {
         let id = id_of(ctx, &self.id)?;
-        cache::tag_entity(ctx, &cache::entity("User", &self.id), USER_FOLLOWS, id);
         let Some(viewer) = viewer_id(ctx) else {
             return Ok(false);
         };
+        let entity = cache::entity("User", &self.id);
+        cache::tag_entity(ctx, &entity, VIEWER_FOLLOW, pair(viewer, id));
         let loader = ctx.data_unchecked::<RequestLoader<ViewerFollowsLoader, (i64, i64)>>();
         Ok(loader.load_one((viewer, id)).await?.is_some())
     }
@@ -328,6 +340,7 @@ impl Mutation {
         let post = id_of(ctx, &post_id)?;
         if repo::like(session(ctx), user, post).await? {
             cache::invalidate(ctx, POST_ENGAGEMENT, post);
+            cache::invalidate(ctx, VIEWER_LIKE, pair(user, post));
         }
         Ok(Post { id: post_id })
     }
@@ -337,6 +350,7 @@ impl Mutation {
         let post = id_of(ctx, &post_id)?;
         if repo::unlike(session(ctx), user, post).await? {
             cache::invalidate(ctx, POST_ENGAGEMENT, post);
+            cache::invalidate(ctx, VIEWER_LIKE, pair(user, post));
         }
         Ok(Post { id: post_id })
     }
@@ -376,6 +390,7 @@ impl Mutation {
         if repo::follow(session(ctx), me, them).await? {
             cache::invalidate(ctx, USER_FOLLOWS, them);
             cache::invalidate(ctx, USER_FOLLOWS, me);
+            cache::invalidate(ctx, VIEWER_FOLLOW, pair(me, them));
         }
         Ok(User { id: user_id })
     }
@@ -386,6 +401,7 @@ impl Mutation {
         if repo::unfollow(session(ctx), me, them).await? {
             cache::invalidate(ctx, USER_FOLLOWS, them);
             cache::invalidate(ctx, USER_FOLLOWS, me);
+            cache::invalidate(ctx, VIEWER_FOLLOW, pair(me, them));
         }
         Ok(User { id: user_id })
     }

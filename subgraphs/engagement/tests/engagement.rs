@@ -391,9 +391,10 @@ backend_tests!(
     a_page_of_posts_costs_one_statement_per_shard_per_field
 );
 
-/// Each post of an entity fetch is tagged by itself (`PostEngagement:<id>`), viewer fields
-/// included, so the router's entity cache drops one post on a like; a follower inside a
-/// user's list tags the user around it, not itself.
+/// Each post of an entity fetch is tagged by itself (`PostEngagement:<id>`, and the viewer's
+/// part `ViewerLike:<viewer>.<id>`), so the router's entity cache drops one post on a like
+/// and one viewer's answer on their own like; a follower inside a user's list tags the user
+/// around it, not itself.
 #[tokio::test]
 async fn each_entity_carries_its_own_tags() {
     use switchyard_kit::cache::entity_hints;
@@ -401,11 +402,12 @@ async fn each_entity_carries_its_own_tags() {
     let dir = tempfile::tempdir().unwrap();
     let e = Engagement::new(StoreConfig::sqlite(dir.path(), "entity-tags", 2)).await;
     let (a, b) = (post(0, 1), post(1, 2));
+    let viewer = user(0, 1);
     let (r, headers) = execute_with_cache_headers(
         &schema(),
         prepare,
         &e.store,
-        Viewer::user(user(0, 1)),
+        Viewer::user(viewer),
         COUNTS,
         representations(&[a, b]),
     )
@@ -416,8 +418,29 @@ async fn each_entity_carries_its_own_tags() {
     assert!(hints.shared.is_empty(), "{hints:?}");
     for id in [a, b] {
         let (tags, _) = hints.of(Some(&format!("Post:{id}")));
-        assert_eq!(tags, [format!("PostEngagement:{id}")]);
+        // The counts change with anyone's like, the viewer's part only with their own.
+        assert_eq!(
+            tags,
+            [
+                format!("PostEngagement:{id}"),
+                format!("ViewerLike:{viewer}.{id}")
+            ]
+        );
     }
+
+    let (_, headers) = execute_with_cache_headers(
+        &schema(),
+        prepare,
+        &e.store,
+        Viewer::user(viewer),
+        "mutation($p: ID!) { likePost(postId: $p) { id } }",
+        json!({"p": a.to_string()}),
+    )
+    .await;
+    assert_eq!(
+        headers["x-switchyard-cache-invalidate"],
+        format!("PostEngagement:{a} ViewerLike:{viewer}.{a}")
+    );
 
     let follower = user(1, 2);
     let me = user(0, 3);
