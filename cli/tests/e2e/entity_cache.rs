@@ -170,6 +170,38 @@ async fn personalised_feeds_fetch_only_the_viewers_part() {
     platform.shutdown().await;
 }
 
+/// With the entity cache on, a public response is still stored and served whole: the second
+/// request is answered before planning, with its `Age`, and reaches no subgraph.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_responses_are_still_served_whole() {
+    let platform = Platform::start(Options {
+        plugins: plugins(&entities_yaml("")),
+        ..Options::default()
+    })
+    .await;
+    let http = &platform.http;
+    let query = "query($n: Int) { feed(first: $n) { edges { node { id likeCount author { handle } } } } }";
+    let (_, headers, first) = ask(http, &platform.url, query, json!({"n": 5}), None).await;
+    assert_eq!(
+        crate::response_cache::header(&headers, "cache-control"),
+        "public, max-age=10",
+        "{first}"
+    );
+    let calls: usize = ["posts", "accounts", "engagement"]
+        .iter()
+        .map(|s| received(&platform, s))
+        .sum();
+    let (_, headers, second) = ask(http, &platform.url, query, json!({"n": 5}), None).await;
+    assert_eq!(second, first);
+    assert!(headers.contains_key("age"), "{headers:?}");
+    let after: usize = ["posts", "accounts", "engagement"]
+        .iter()
+        .map(|s| received(&platform, s))
+        .sum();
+    assert_eq!(after, calls, "a whole-response hit reaches no subgraph");
+    platform.shutdown().await;
+}
+
 /// A PRIVATE entity is keyed by its user: another user, or an anonymous caller, never gets
 /// it (this fails if the key forgets the user), and each gets their own fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

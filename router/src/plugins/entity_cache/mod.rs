@@ -52,6 +52,7 @@ use self::metrics::Metrics;
 use self::scopes::{Scopes, Split};
 use crate::plugins::jwt_auth::CONTEXT_USER;
 use crate::plugins::response_cache::Cache;
+use crate::plugins::response_cache::config::whole_seconds;
 use crate::plugins::response_cache::entry::{Entry, Meta, now_ms};
 use crate::plugins::response_cache::flight::{self, Role};
 use crate::plugins::response_cache::hints::{Hint, TAGS_HEADER, parse_cache_control, tags};
@@ -80,16 +81,6 @@ struct Rule {
 
 /// The rest of the subgraph pipeline, as a cloneable service.
 type Inner = tower::util::BoxCloneService<subgraph::Request, subgraph::Response, BoxError>;
-
-fn whole_seconds(d: Duration, what: &str) -> Result<u32, String> {
-    let secs = d.as_secs();
-    if secs == 0 || d.subsec_nanos() != 0 || secs > u64::from(u32::MAX) {
-        return Err(format!(
-            "{what} must be a whole number of seconds, at least 1s"
-        ));
-    }
-    Ok(secs as u32)
-}
 
 /// The subgraph names of a supergraph (`join__Graph`'s `@join__graph(name:)`).
 fn subgraph_names(schema: &apollo_compiler::Schema) -> Vec<String> {
@@ -253,20 +244,14 @@ impl Combined {
         self.tags.extend(entry.meta.tags.iter().cloned());
     }
 
-    fn fetched(&mut self, headers: &HeaderMap) {
+    /// A subgraph answer: its `Cache-Control`, and every tag it carried.
+    fn fetched(&mut self, headers: &HeaderMap, tags: &[String]) {
         match parse_cache_control(headers) {
             Hint::Cacheable { max_age, private } => self.age(max_age, private),
             Hint::Missing => self.missing = true,
             Hint::Refused(_) => self.refused = true,
         }
-        self.tags.extend(tags(headers, TAGS_HEADER));
-        if let Some(Ok(hints)) = headers
-            .get(ENTITY_HINTS_HEADER)
-            .map(|v| entity_hints::decode(v.as_bytes()))
-        {
-            let own = hints.entities.values().flat_map(|h| &h.tags);
-            self.tags.extend(hints.shared.iter().chain(own).cloned());
-        }
+        self.tags.extend(tags.iter().cloned());
     }
 
     fn age(&mut self, max_age: u32, private: bool) {
@@ -316,6 +301,8 @@ struct Fetched {
     status: StatusCode,
     /// The subgraph's answer headers; `None` when nothing had to be sent after all.
     headers: Option<HeaderMap>,
+    /// Every tag the answer carried (its tag header and its per-entity hints).
+    tags: Vec<String>,
 }
 
 impl Fetch<'_> {
@@ -629,7 +616,7 @@ impl Fetch<'_> {
                 combined.entry(entry, now);
             }
             if let Some(answered) = &part.headers {
-                combined.fetched(answered);
+                combined.fetched(answered, &part.tags);
             }
             if status == StatusCode::OK {
                 status = part.status;
@@ -709,6 +696,7 @@ impl Fetch<'_> {
                 errors: Vec::new(),
                 status: StatusCode::OK,
                 headers: None,
+                tags: Vec::new(),
             });
         }
         let mut request = request.clone();
@@ -731,19 +719,18 @@ impl Fetch<'_> {
             .get(ENTITY_HINTS_HEADER)
             .map(|v| entity_hints::decode(v.as_bytes()));
         // Tags the subgraph named in no entity's hints belong to every entity.
-        let unattributed: Vec<String> = {
-            let attributed: HashSet<&String> = match &per_entity {
-                Some(Ok(hints)) => hints
-                    .shared
-                    .iter()
-                    .chain(hints.entities.values().flat_map(|h| &h.tags))
-                    .collect(),
-                _ => HashSet::new(),
-            };
-            tags(&parts.headers, TAGS_HEADER)
-                .filter(|t| !attributed.contains(t))
-                .collect()
+        let attributed: BTreeSet<String> = match &per_entity {
+            Some(Ok(hints)) => hints
+                .shared
+                .iter()
+                .chain(hints.entities.values().flat_map(|h| &h.tags))
+                .cloned()
+                .collect(),
+            _ => BTreeSet::new(),
         };
+        let unattributed: Vec<String> = tags(&parts.headers, TAGS_HEADER)
+            .filter(|t| !attributed.contains(t))
+            .collect();
         let mut entities = early;
         for (sent_at, at) in misses.iter().enumerate() {
             let value = answer.entities[sent_at].clone();
@@ -791,12 +778,14 @@ impl Fetch<'_> {
                 error
             })
             .collect();
+        let tags = attributed.into_iter().chain(unattributed).collect();
         Ok(Fetched {
             entities,
             reused,
             errors,
             status: parts.status,
             headers: Some(parts.headers),
+            tags,
         })
     }
 
@@ -1133,6 +1122,48 @@ mod tests {
             .await;
         }
         assert_eq!(sent.lock().unwrap().len(), 2);
+    }
+
+    /// Concurrent identical misses make one subgraph request; the others take its entries.
+    /// (The runtime has one thread: each spawned fetch runs until it waits, on the flight or
+    /// on the held subgraph, before the subgraph is let go; no clock involved.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn concurrent_identical_misses_make_one_request() {
+        let (cache, _) = start("entities: {}").unwrap();
+        let sent: Sent = Default::default();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let held = {
+            let gate = gate.clone();
+            let below = subgraph(&[], "max-age=10", sent.clone());
+            let below = ServiceBuilder::new()
+                .buffered()
+                .service(below)
+                .boxed_clone();
+            tower::service_fn(move |request: subgraph::Request| {
+                let gate = gate.clone();
+                let below = below.clone();
+                async move {
+                    let _permit = gate.acquire().await.expect("open");
+                    below.oneshot(request).await
+                }
+            })
+            .boxed_clone()
+        };
+        let fetches: Vec<_> = (0..10)
+            .map(|_| {
+                let service = cache.subgraph_service("engagement", held.clone().boxed());
+                tokio::spawn(service.oneshot(request(&["a", "b"], None)))
+            })
+            .collect();
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(100);
+        for fetch in fetches {
+            let response = fetch.await.unwrap().unwrap().response.into_body();
+            assert_eq!(entities(&response), json!([{"likeCount": 1}, {"likeCount": 1}]));
+        }
+        assert_eq!(sent.lock().unwrap().len(), 1, "{:?}", sent.lock().unwrap());
     }
 
     #[test]

@@ -79,6 +79,17 @@ pub struct InvalidationConfig {
     pub token: String,
 }
 
+/// A duration as the whole seconds Cache-Control speaks (at least 1 s), or why it is not one.
+pub fn whole_seconds(d: Duration, what: &str) -> Result<u32, String> {
+    let secs = d.as_secs();
+    if secs == 0 || d.subsec_nanos() != 0 || secs > u64::from(u32::MAX) {
+        return Err(format!(
+            "{what} must be a whole number of seconds, at least 1s"
+        ));
+    }
+    Ok(secs as u32)
+}
+
 fn enabled() -> bool {
     true
 }

@@ -158,20 +158,12 @@ impl ResponseCache {
         if config.memory_bytes < 1024 {
             return Err(fail("memory_bytes must be at least 1024".into()));
         }
-        let whole_seconds = |d: Duration, what: &str| -> Result<u32, BoxError> {
-            let secs = d.as_secs();
-            if secs == 0 || d.subsec_nanos() != 0 || secs > u64::from(u32::MAX) {
-                return Err(fail(format!(
-                    "{what} must be a whole number of seconds, at least 1s"
-                )));
-            }
-            Ok(secs as u32)
-        };
-        let max_ttl = whole_seconds(config.max_ttl, "max_ttl")?;
+        let max_ttl = config::whole_seconds(config.max_ttl, "max_ttl").map_err(fail)?;
         let default_max_age = config
             .default_max_age
-            .map(|d| whole_seconds(d, "default_max_age"))
-            .transpose()?;
+            .map(|d| config::whole_seconds(d, "default_max_age"))
+            .transpose()
+            .map_err(fail)?;
         let redis = match &config.redis {
             Some(r) => Some(Arc::new(
                 RedisLevel::new(&r.url, r.key_prefix.clone(), r.channel.clone(), r.timeout)
