@@ -180,7 +180,8 @@ async fn public_responses_are_still_served_whole() {
     })
     .await;
     let http = &platform.http;
-    let query = "query($n: Int) { feed(first: $n) { edges { node { id likeCount author { handle } } } } }";
+    let query =
+        "query($n: Int) { feed(first: $n) { edges { node { id likeCount author { handle } } } } }";
     let (_, headers, first) = ask(http, &platform.url, query, json!({"n": 5}), None).await;
     assert_eq!(
         crate::response_cache::header(&headers, "cache-control"),

@@ -1161,7 +1161,10 @@ mod tests {
         gate.add_permits(100);
         for fetch in fetches {
             let response = fetch.await.unwrap().unwrap().response.into_body();
-            assert_eq!(entities(&response), json!([{"likeCount": 1}, {"likeCount": 1}]));
+            assert_eq!(
+                entities(&response),
+                json!([{"likeCount": 1}, {"likeCount": 1}])
+            );
         }
         assert_eq!(sent.lock().unwrap().len(), 1, "{:?}", sent.lock().unwrap());
     }
