@@ -166,6 +166,10 @@ impl EntityCache {
         let Some(rule) = self.rules.get(name).copied().filter(|r| r.enabled) else {
             return service;
         };
+        // The series dashboards read exist from the start, at zero.
+        self.metrics
+            .saved
+            .add(0, &[KeyValue::new("subgraph", name.to_owned())]);
         let inner: Inner = ServiceBuilder::new()
             .buffered()
             .service(service)
