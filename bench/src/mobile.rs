@@ -67,9 +67,7 @@ pub async fn mobile(settings: &Settings) -> anyhow::Result<()> {
         signed_in::mix_line(&mix_seen),
     ));
     report.table("closed loop, gzip", signed_in::rows(&VARIANTS, &measured));
-    report.print();
-    let written = report.write(&settings.repo.join("bench/results"))?;
-    println!("\nwrote {}", written.join(", "));
+    report.publish(&settings.repo)?;
     Ok(())
 }
 

@@ -57,9 +57,7 @@ pub async fn personalised(settings: &Settings) -> anyhow::Result<()> {
         calls[0] - calls[1],
     ));
     report.table("closed loop, gzip", rows);
-    report.print();
-    let written = report.write(&settings.repo.join("bench/results"))?;
-    println!("\nwrote {}", written.join(", "));
+    report.publish(&settings.repo)?;
     Ok(())
 }
 

@@ -210,6 +210,14 @@ impl Report {
         )
     }
 
+    /// Prints the report and writes it under the repository's `bench/results/`.
+    pub fn publish(&self, repo: &Path) -> anyhow::Result<()> {
+        self.print();
+        let written = self.write(&repo.join("bench/results"))?;
+        println!("\nwrote {}", written.join(", "));
+        Ok(())
+    }
+
     /// Writes `<workload>.md` and `<workload>.svg` under `dir`; returns their paths.
     pub fn write(&self, dir: &Path) -> anyhow::Result<Vec<String>> {
         std::fs::create_dir_all(dir)?;

@@ -323,9 +323,7 @@ pub async fn federation(settings: &Settings, options: &FederationOptions) -> any
         closed[1].peak_rss_mb,
         closed[2].peak_rss_mb,
     ));
-    report.print();
-    let written = report.write(&settings.repo.join("bench/results"))?;
-    println!("\nwrote {}", written.join(", "));
+    report.publish(&settings.repo)?;
     anyhow::ensure!(failures == 0, "{failures} requests failed (see above)");
     Ok(())
 }

@@ -18,8 +18,15 @@ const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
 const PERSONAL_FEED: &str = "query PersonalFeed($first: Int) { feed(first: $first) { edges { node { id body likeCount commentCount viewerHasLiked author { id handle displayName viewerFollows } } } } }";
 
 /// The entity cache on, under the whole-response cache (both share the levels).
-fn entities_yaml(extra: &str) -> String {
-    format!("    entities:\n      enabled: true\n{extra}")
+const ENTITIES_YAML: &str = "    entities:\n      enabled: true\n";
+
+/// The platform with the entity cache on (in-process levels only).
+async fn start() -> Platform {
+    Platform::start(Options {
+        plugins: plugins(ENTITIES_YAML),
+        ..Options::default()
+    })
+    .await
 }
 
 /// The JSON bodies a subgraph received from position `from` on.
@@ -70,11 +77,7 @@ async fn like(platform: &Platform, url: &str, user: i64, post: &str) {
 /// `viewerFollows`), never again for the counts; every user sees their own likes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn personalised_feeds_fetch_only_the_viewers_part() {
-    let platform = Platform::start(Options {
-        plugins: plugins(&entities_yaml("")),
-        ..Options::default()
-    })
-    .await;
+    let platform = start().await;
     let http = &platform.http;
     let users: Vec<i64> = demo_users().into_iter().take(50).collect();
     let (_, _, anonymous) = ask(
@@ -174,11 +177,7 @@ async fn personalised_feeds_fetch_only_the_viewers_part() {
 /// request is answered before planning, with its `Age`, and reaches no subgraph.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_responses_are_still_served_whole() {
-    let platform = Platform::start(Options {
-        plugins: plugins(&entities_yaml("")),
-        ..Options::default()
-    })
-    .await;
+    let platform = start().await;
     let http = &platform.http;
     let query =
         "query($n: Int) { feed(first: $n) { edges { node { id likeCount author { handle } } } } }";
@@ -207,11 +206,7 @@ async fn public_responses_are_still_served_whole() {
 /// it (this fails if the key forgets the user), and each gets their own fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_entity_never_reaches_another_user() {
-    let platform = Platform::start(Options {
-        plugins: plugins(&entities_yaml("")),
-        ..Options::default()
-    })
-    .await;
+    let platform = start().await;
     let http = &platform.http;
     let users = demo_users();
     let (alice, bob) = (users[1], users[2]);
@@ -272,7 +267,7 @@ async fn a_private_entity_never_reaches_another_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_like_invalidates_that_post_on_every_replica() {
     let prefix = format!("test:ec:{}:", unique());
-    let cache = format!("{}{}", redis_yaml(SHARED_REDIS, &prefix), entities_yaml(""));
+    let cache = format!("{}{}", redis_yaml(SHARED_REDIS, &prefix), ENTITIES_YAML);
     let platform = Platform::start(Options {
         plugins: plugins(&cache),
         ..Options::default()
@@ -335,7 +330,7 @@ async fn a_failed_entity_fetch_is_not_cached() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
     let platform = Platform::start(Options {
-        plugins: plugins(&entities_yaml("")),
+        plugins: plugins(ENTITIES_YAML),
         stores: Some(std::sync::Arc::new(move |name: &str| {
             (name == "engagement").then(|| StoreConfig::sqlite(&data, name, 1))
         })),
@@ -383,11 +378,7 @@ async fn redis_down_sends_every_fetch_to_the_subgraphs() {
     let (mut redis, url) = spawn_redis();
     let prefix = format!("test:ec:{}:", unique());
     let platform = Platform::start(Options {
-        plugins: plugins(&format!(
-            "{}{}",
-            redis_yaml(&url, &prefix),
-            entities_yaml("")
-        )),
+        plugins: plugins(&format!("{}{}", redis_yaml(&url, &prefix), ENTITIES_YAML)),
         ..Options::default()
     })
     .await;

@@ -3,6 +3,8 @@
 
 use opentelemetry::metrics::{Counter, Meter};
 
+use crate::plugins::response_cache::metrics::counter;
+
 pub struct Metrics {
     pub lookups: Counter<u64>,
     pub saved: Counter<u64>,
@@ -13,12 +15,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(meter: &Meter) -> Self {
-        let counter = |name: &'static str, description: &'static str| {
-            meter
-                .u64_counter(name)
-                .with_description(description)
-                .build()
-        };
+        let counter = |name, description| counter(meter, name, description);
         Metrics {
             lookups: counter(
                 "switchyard.entity_cache.lookups",

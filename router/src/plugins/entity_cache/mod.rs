@@ -342,13 +342,15 @@ impl Fetch<'_> {
         let mut found: Vec<Option<Arc<Entry>>> = vec![None; lookup.len()];
         let mut unanswered = Vec::new();
         for slot in slots {
-            if let Some(entry) = levels.in_memory(&lookup[slot.public]) {
-                found[slot.public] = Some(entry);
-            } else if let Some(entry) = slot.private.and_then(|p| levels.in_memory(&lookup[p])) {
-                found[slot.private.unwrap_or(slot.public)] = Some(entry);
-            } else {
-                unanswered.push(slot.public);
-                unanswered.extend(slot.private);
+            let at = std::iter::once(slot.public)
+                .chain(slot.private)
+                .find_map(|at| Some((at, levels.in_memory(&lookup[at])?)));
+            match at {
+                Some((at, entry)) => found[at] = Some(entry),
+                None => {
+                    unanswered.push(slot.public);
+                    unanswered.extend(slot.private);
+                }
             }
         }
         if unanswered.is_empty() {

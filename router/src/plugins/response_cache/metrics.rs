@@ -14,14 +14,17 @@ pub struct Metrics {
     pub redis_errors: Counter<u64>,
 }
 
+/// A counter with its description (shared by the entity cache's metrics).
+pub fn counter(meter: &Meter, name: &'static str, description: &'static str) -> Counter<u64> {
+    meter
+        .u64_counter(name)
+        .with_description(description)
+        .build()
+}
+
 impl Metrics {
     pub fn new(meter: &Meter) -> Self {
-        let counter = |name: &'static str, description: &'static str| {
-            meter
-                .u64_counter(name)
-                .with_description(description)
-                .build()
-        };
+        let counter = |name, description| counter(meter, name, description);
         Metrics {
             lookups: counter(
                 "switchyard.response_cache.lookups",
