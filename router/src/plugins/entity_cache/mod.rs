@@ -1114,6 +1114,44 @@ mod tests {
         assert_eq!(headers[TAGS_HEADER], "PostEngagement:a PostEngagement:b");
     }
 
+    /// Per-entity hints the stage cannot read exactly: nothing of that answer is kept (an
+    /// entity must never be cached without the tags it depends on).
+    #[tokio::test]
+    async fn unreadable_entity_hints_keep_nothing() {
+        let (cache, _) = start("entities: {}").unwrap();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let below = || {
+            let calls = calls.clone();
+            tower::service_fn(move |request: subgraph::Request| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("max-age=10"),
+                );
+                headers.insert(
+                    ENTITY_HINTS_HEADER,
+                    HeaderValue::from_static("[\"Post:a\"]"),
+                );
+                async move {
+                    Ok(subgraph::Response::builder()
+                        .data(json!({"_entities": [{"likeCount": 1}]}))
+                        .extensions(serde_json_bytes::Map::new())
+                        .headers(headers)
+                        .context(request.context)
+                        .subgraph_name("engagement")
+                        .build())
+                }
+            })
+            .boxed()
+        };
+        for _ in 0..2 {
+            let response = fetch_once(&cache, below(), &["a"], None).await;
+            assert_eq!(entities(&response), json!([{"likeCount": 1}]));
+        }
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
     #[tokio::test]
     async fn a_subgraph_switched_off_is_not_touched() {
         let (cache, _) = start("entities: {subgraphs: {engagement: {enabled: false}}}").unwrap();
