@@ -62,6 +62,17 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// An error naming `what`, the failures and the first of them, if any request failed.
+    pub fn all_ok(&self, what: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.failed == 0,
+            "{what}: {} failures, first: {:?}",
+            self.failed,
+            self.first_failure
+        );
+        Ok(())
+    }
+
     pub fn throughput(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use switchyard_router::plugins::persisted_queries::manifest::ManifestFile;
 
 use crate::Settings;
@@ -131,9 +131,7 @@ where
                 next.clone(),
             )
             .await;
-            if warm.failed > 0 {
-                bail!("{}: warm-up failed: {:?}", variant.name, warm.first_failure);
-            }
+            warm.all_ok(&format!("{} warm-up", variant.name))?;
             let cpu_before = dev.cpu()?;
             let calls_before = subgraph_requests(&client).await?;
             let (mut run, kinds) =
@@ -142,14 +140,7 @@ where
             let cpu = dev.cpu()? - cpu_before;
             let rss = dev.rss_bytes()? as f64 / 1e6;
             dev.stop()?;
-            if run.failed > 0 {
-                bail!(
-                    "{}: {} failures, first: {:?}",
-                    variant.name,
-                    run.failed,
-                    run.first_failure
-                );
-            }
+            run.all_ok(variant.name)?;
             for (kind, n) in kinds {
                 *mix_seen.entry(kind).or_default() += n;
             }

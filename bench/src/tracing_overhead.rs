@@ -119,14 +119,7 @@ pub async fn tracing(settings: &Settings) -> anyhow::Result<()> {
             let mut run = load::run(&client, &request, settings.workers, settings.duration).await;
             let cpu = dev.cpu()? - cpu_before;
             let rss = dev.rss_bytes()?;
-            if run.failed > 0 {
-                bail!(
-                    "{}: {} failures, first: {:?}",
-                    variant.name,
-                    run.failed,
-                    run.first_failure
-                );
-            }
+            run.all_ok(variant.name)?;
             // A graceful stop flushes every exporter, so all spans of this session count.
             dev.stop()?;
             let spans = receiver.take_spans().len() as f64 / (warm.ok + run.ok) as f64;

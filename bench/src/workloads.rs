@@ -40,13 +40,7 @@ async fn compare(settings: &Settings, c: Comparison) -> anyhow::Result<()> {
         .await;
         let mut var = load::run(&var_client, &c.variant, settings.workers, settings.duration).await;
         for (label, outcome) in [("baseline", &base), ("variant", &var)] {
-            if outcome.failed > 0 {
-                anyhow::bail!(
-                    "{label} had {} failures, first: {:?}",
-                    outcome.failed,
-                    outcome.first_failure
-                );
-            }
+            outcome.all_ok(label)?;
         }
         println!(
             "  round {round}: baseline {:>8.0} req/s p99 {:>6.2} ms | variant {:>8.0} req/s p99 {:>6.2} ms",

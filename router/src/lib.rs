@@ -15,6 +15,7 @@ pub mod deployment;
 pub mod explorer;
 pub mod pipeline;
 pub mod plugins;
+pub mod supergraph;
 
 pub use apollo_router::RouterHttpServer;
 

@@ -74,12 +74,14 @@ impl FetchKeys {
         hasher.update(b"\0op\0");
         hasher.update(operation_name.unwrap_or("").as_bytes());
         hasher.update(b"\0vars\0");
-        let mut rest = variables.clone();
-        if let Some(skip) = skip_variable {
-            rest.remove(skip);
-        }
+        // Without the representations (a copy of them would be the fetch's largest part).
         let mut canonical = Vec::with_capacity(64);
-        write_canonical(&Value::Object(rest), &mut canonical);
+        write_canonical_object(
+            variables
+                .iter()
+                .filter(|(k, _)| Some(k.as_str()) != skip_variable),
+            &mut canonical,
+        );
         hasher.update(&canonical);
         Self { base: hasher }
     }
@@ -126,24 +128,7 @@ fn normalized_document(document: &str, hasher: &mut Sha256) {
 /// JSON with object keys sorted, so `{"a":1,"b":2}` and `{"b":2,"a":1}` share a key.
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(
-                    serde_json::to_string(k.as_str())
-                        .unwrap_or_default()
-                        .as_bytes(),
-                );
-                out.push(b':');
-                write_canonical(v, out);
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_canonical_object(map.iter(), out),
         Value::Array(items) => {
             out.push(b'[');
             for (i, v) in items.iter().enumerate() {
@@ -156,6 +141,29 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
         }
         other => out.extend_from_slice(serde_json::to_string(other).unwrap_or_default().as_bytes()),
     }
+}
+
+/// An object's entries, keys sorted.
+fn write_canonical_object<'a>(
+    entries: impl Iterator<Item = (&'a serde_json_bytes::ByteString, &'a Value)>,
+    out: &mut Vec<u8>,
+) {
+    let mut entries: Vec<_> = entries.collect();
+    entries.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    out.push(b'{');
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(
+            serde_json::to_string(k.as_str())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        out.push(b':');
+        write_canonical(v, out);
+    }
+    out.push(b'}');
 }
 
 #[cfg(test)]

@@ -58,6 +58,21 @@ fn feed_nodes(body: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// `query` through the router as demo user `user`; asserts a 200.
+async fn read_as(platform: &Platform, query: &str, variables: Value, user: i64) -> Value {
+    let token = token_for(user);
+    let (status, _, body) = ask(
+        &platform.http,
+        &platform.url,
+        query,
+        variables,
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 /// Likes `post` as `user` through `url`.
 async fn like(platform: &Platform, url: &str, user: i64, post: &str) {
     let (status, _, body) = ask(
@@ -99,15 +114,7 @@ async fn personalised_feeds_fetch_only_the_viewers_part() {
     }
 
     // The first user fills the cache (likes invalidated the counts meanwhile).
-    let first = ask(
-        http,
-        &platform.url,
-        PERSONAL_FEED,
-        json!({"first": 20}),
-        Some(&token_for(users[0])),
-    )
-    .await;
-    assert_eq!(first.0, 200, "{}", first.2);
+    let first = read_as(&platform, PERSONAL_FEED, json!({"first": 20}), users[0]).await;
     let (posts_from, accounts_from, engagement_from) = (
         received(&platform, "posts"),
         received(&platform, "accounts"),
@@ -117,15 +124,7 @@ async fn personalised_feeds_fetch_only_the_viewers_part() {
     let mut representations_sent = 0;
     for (k, user) in users.iter().enumerate().skip(1) {
         let before = received(&platform, "engagement");
-        let (status, _, body) = ask(
-            http,
-            &platform.url,
-            PERSONAL_FEED,
-            json!({"first": 20}),
-            Some(&token_for(*user)),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
+        let body = read_as(&platform, PERSONAL_FEED, json!({"first": 20}), *user).await;
         assert!(body["errors"].is_null(), "{body}");
         let nodes = feed_nodes(&body);
         for (i, node) in nodes.iter().enumerate() {
@@ -165,7 +164,7 @@ async fn personalised_feeds_fetch_only_the_viewers_part() {
     // `viewerFollows`), each with only that page's entities.
     assert_eq!(engagement_calls, 49 * 2);
     assert_eq!(received(&platform, "engagement") - engagement_from, 49 * 2);
-    let authors: HashSet<String> = feed_nodes(&first.2)
+    let authors: HashSet<String> = feed_nodes(&first)
         .iter()
         .map(|n| n["author"]["id"].as_str().unwrap().to_owned())
         .collect();
@@ -221,25 +220,11 @@ async fn a_private_entity_never_reaches_another_user() {
             .map(|n| n["viewerHasLiked"].as_bool().unwrap())
             .collect()
     };
-    let (_, _, mine) = ask(
-        http,
-        &platform.url,
-        query,
-        json!({"n": 3}),
-        Some(&token_for(alice)),
-    )
-    .await;
+    let mine = read_as(&platform, query, json!({"n": 3}), alice).await;
     assert_eq!(seen(&mine), [false, true, false], "{mine}");
     // Alice again: her entities come from the cache.
     let before = received(&platform, "engagement");
-    let (_, _, again) = ask(
-        http,
-        &platform.url,
-        query,
-        json!({"n": 3}),
-        Some(&token_for(alice)),
-    )
-    .await;
+    let again = read_as(&platform, query, json!({"n": 3}), alice).await;
     assert_eq!(seen(&again), [false, true, false]);
     assert_eq!(
         received(&platform, "engagement"),
@@ -247,14 +232,7 @@ async fn a_private_entity_never_reaches_another_user() {
         "alice's entities were cached"
     );
     // Bob and an anonymous caller each get their own answer, fetched.
-    let (_, _, his) = ask(
-        http,
-        &platform.url,
-        query,
-        json!({"n": 3}),
-        Some(&token_for(bob)),
-    )
-    .await;
+    let his = read_as(&platform, query, json!({"n": 3}), bob).await;
     assert_eq!(seen(&his), [false, false, false], "{his}");
     assert_eq!(received(&platform, "engagement"), before + 1);
     let (_, _, nobody) = ask(http, &platform.url, query, json!({"n": 3}), None).await;
@@ -384,20 +362,11 @@ async fn redis_down_sends_every_fetch_to_the_subgraphs() {
     .await;
     redis.kill().unwrap();
     redis.wait().unwrap();
-    let http = &platform.http;
     let users = demo_users();
     let before = received(&platform, "engagement");
     let started = Instant::now();
     for user in &users[..5] {
-        let (status, _, body) = ask(
-            http,
-            &platform.url,
-            PERSONAL_FEED,
-            json!({"first": 5}),
-            Some(&token_for(*user)),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
+        let body = read_as(&platform, PERSONAL_FEED, json!({"first": 5}), *user).await;
         assert!(body["errors"].is_null(), "{body}");
         assert_eq!(feed_nodes(&body).len(), 5);
     }

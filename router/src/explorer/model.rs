@@ -147,15 +147,12 @@ pub fn build(supergraph: &Valid<Schema>, api: &Valid<Schema>) -> SchemaModel {
     // join__Graph enum value (e.g. POSTS) -> subgraph name and URL.
     let mut graph_names = HashMap::new();
     let mut subgraphs = Vec::new();
-    if let Some(graphs) = supergraph.get_enum("join__Graph") {
-        for (value, def) in &graphs.values {
-            if let Some(d) = def.directives.get("join__graph") {
-                let name = string_arg(d, "name").unwrap_or_else(|| value.to_string());
-                let url = string_arg(d, "url").unwrap_or_default();
-                graph_names.insert(value.to_string(), name.clone());
-                subgraphs.push(SubgraphInfo { name, url });
-            }
-        }
+    for graph in crate::supergraph::graphs(supergraph) {
+        graph_names.insert(graph.value, graph.name.clone());
+        subgraphs.push(SubgraphInfo {
+            name: graph.name,
+            url: graph.url,
+        });
     }
     let graph = |value: Option<String>| value.and_then(|v| graph_names.get(&v).cloned());
 

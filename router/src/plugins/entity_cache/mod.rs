@@ -67,8 +67,9 @@ pub struct EntityCache {
     /// The supergraph's scopes, when entity fetches are split.
     scopes: Option<Scopes>,
     splits: Mutex<LruCache<String, Option<Arc<Split>>>>,
-    /// The supergraph's object types: the only `type` labels metrics use.
-    types: HashSet<String>,
+    /// The supergraph's object types: the only `type` labels metrics use (shared strings,
+    /// so labelling a lookup allocates nothing).
+    types: HashSet<Arc<str>>,
     metrics: Metrics,
 }
 
@@ -81,25 +82,6 @@ struct Rule {
 
 /// The rest of the subgraph pipeline, as a cloneable service.
 type Inner = tower::util::BoxCloneService<subgraph::Request, subgraph::Response, BoxError>;
-
-/// The subgraph names of a supergraph (`join__Graph`'s `@join__graph(name:)`).
-fn subgraph_names(schema: &apollo_compiler::Schema) -> Vec<String> {
-    let Some(apollo_compiler::schema::ExtendedType::Enum(graphs)) = schema.types.get("join__Graph")
-    else {
-        return Vec::new();
-    };
-    graphs
-        .values
-        .values()
-        .filter_map(|value| {
-            let directive = value.directives.get("join__graph")?;
-            match directive.specified_argument_by_name("name")?.as_ref() {
-                apollo_compiler::ast::Value::String(name) => Some(name.clone()),
-                _ => None,
-            }
-        })
-        .collect()
-}
 
 impl EntityCache {
     /// `default_max_ttl` is the response cache's `max_ttl`, the default of ours.
@@ -114,7 +96,10 @@ impl EntityCache {
             .map_err(|e| fail(format!("cannot read the supergraph: {}", e.errors)))?;
         let max_ttl =
             whole_seconds(config.max_ttl.unwrap_or(default_max_ttl), "max_ttl").map_err(fail)?;
-        let names = subgraph_names(&schema);
+        let names: Vec<String> = crate::supergraph::graphs(&schema)
+            .into_iter()
+            .map(|g| g.name)
+            .collect();
         let mut rules: HashMap<String, Rule> = names
             .iter()
             .map(|name| {
@@ -142,7 +127,7 @@ impl EntityCache {
             .types
             .iter()
             .filter(|(_, ty)| ty.is_object())
-            .map(|(name, _)| name.to_string())
+            .map(|(name, _)| Arc::from(name.as_str()))
             .collect();
         let meter = apollo_router::metrics::meter_provider().meter("switchyard");
         Ok(Self {
@@ -214,7 +199,7 @@ impl EntityCache {
 /// One fetch through the stage.
 struct Fetch<'a> {
     cache: &'a EntityCache,
-    subgraph: &'a str,
+    subgraph: &'a Arc<str>,
     rule: Rule,
     user: Option<String>,
 }
@@ -395,11 +380,11 @@ impl Fetch<'_> {
         let slot = self.with_user(keys.fetch(), &mut lookup);
         let (found, generation) = self.find(&lookup, std::iter::once(&slot)).await;
         if let Some(entry) = found.into_iter().flatten().next() {
-            self.count_lookup("root", "hit");
+            self.count_lookups("root", "hit", 1);
             self.count_fetch("hit");
             return self.answer_root(&entry, context);
         }
-        self.count_lookup("root", "miss");
+        self.count_lookups("root", "miss", 1);
         // Concurrent misses for one fetch: one goes, the others wait and look again.
         let leader = match levels.flights().join(&lookup[slot.public]) {
             Role::Leader(leader) => Some(leader),
@@ -514,7 +499,7 @@ impl Fetch<'_> {
             .status_code(status)
             .headers(headers)
             .context(context)
-            .subgraph_name(self.subgraph.to_owned())
+            .subgraph_name(self.subgraph.to_string())
             .build())
     }
 
@@ -528,9 +513,10 @@ impl Fetch<'_> {
         let context = request.context.clone();
         let body = request.subgraph_request.body();
         let query = body.query.clone().unwrap_or_default();
-        let documents: Vec<String> = match self.cache.split(&query) {
-            Some(split) => vec![split.public.clone(), split.private.clone()],
-            None => vec![query],
+        let split = self.cache.split(&query);
+        let documents: Vec<&str> = match &split {
+            Some(split) => vec![&split.public, &split.private],
+            None => vec![&query],
         };
         let mut lookup = Vec::new();
         let slots: Vec<Vec<Slot>> = documents
@@ -554,6 +540,8 @@ impl Fetch<'_> {
         let mut merged: Vec<Option<Value>> = vec![None; representations.len()];
         let mut combined = Combined::default();
         let mut missing: Vec<Vec<usize>> = Vec::with_capacity(documents.len());
+        // Lookups by (type, result), counted once per fetch rather than once per entity.
+        let mut lookups: Vec<(Arc<str>, &'static str, u64)> = Vec::new();
         for part in &slots {
             let mut misses = Vec::new();
             for (at, slot) in part.iter().enumerate() {
@@ -564,29 +552,39 @@ impl Fetch<'_> {
                         let value = serde_json::from_slice::<Value>(&entry.body).ok()?;
                         Some((entry, value))
                     });
-                let type_name = self.type_label(&representations[at]);
-                match hit {
+                let result = match hit {
                     Some((entry, value)) => {
-                        self.count_lookup(type_name, "hit");
                         combined.entry(&entry, now);
                         fetch::merge_into(&mut merged[at], value);
+                        "hit"
                     }
                     None => {
-                        self.count_lookup(type_name, "miss");
                         misses.push(at);
+                        "miss"
                     }
+                };
+                let type_name = self.type_label(&representations[at]);
+                match lookups
+                    .iter_mut()
+                    .find(|(t, r, _)| *t == type_name && *r == result)
+                {
+                    Some((_, _, n)) => *n += 1,
+                    None => lookups.push((type_name, result, 1)),
                 }
             }
             missing.push(misses);
+        }
+        for (type_name, result, n) in lookups {
+            self.count_lookups(type_name, result, n);
         }
         let sent: usize = missing.iter().map(Vec::len).sum();
         let asked = representations.len() * documents.len();
         let saved = (asked - sent) as u64;
         if saved > 0 {
-            self.cache.metrics.saved.add(
-                saved,
-                &[KeyValue::new("subgraph", self.subgraph.to_owned())],
-            );
+            self.cache
+                .metrics
+                .saved
+                .add(saved, &[KeyValue::new("subgraph", self.subgraph.clone())]);
         }
         self.count_fetch(match sent {
             0 => "hit",
@@ -811,7 +809,7 @@ impl Fetch<'_> {
             self.cache.metrics.stores.add(
                 1,
                 &[
-                    KeyValue::new("subgraph", self.subgraph.to_owned()),
+                    KeyValue::new("subgraph", self.subgraph.clone()),
                     KeyValue::new("scope", scope),
                 ],
             );
@@ -820,20 +818,24 @@ impl Fetch<'_> {
         }
     }
 
-    fn type_label(&self, representation: &Value) -> String {
-        match representation.get("__typename") {
-            Some(Value::String(name)) if self.cache.types.contains(name.as_str()) => {
-                name.as_str().to_owned()
-            }
-            _ => "other".to_owned(),
-        }
+    fn type_label(&self, representation: &Value) -> Arc<str> {
+        let known = match representation.get("__typename") {
+            Some(Value::String(name)) => self.cache.types.get(name.as_str()).cloned(),
+            _ => None,
+        };
+        known.unwrap_or_else(|| Arc::from("other"))
     }
 
-    fn count_lookup(&self, type_name: impl Into<opentelemetry::Value>, result: &'static str) {
+    fn count_lookups(
+        &self,
+        type_name: impl Into<opentelemetry::Value>,
+        result: &'static str,
+        n: u64,
+    ) {
         self.cache.metrics.lookups.add(
-            1,
+            n,
             &[
-                KeyValue::new("subgraph", self.subgraph.to_owned()),
+                KeyValue::new("subgraph", self.subgraph.clone()),
                 KeyValue::new("type", type_name),
                 KeyValue::new("result", result),
             ],
@@ -844,7 +846,7 @@ impl Fetch<'_> {
         self.cache.metrics.fetches.add(
             1,
             &[
-                KeyValue::new("subgraph", self.subgraph.to_owned()),
+                KeyValue::new("subgraph", self.subgraph.clone()),
                 KeyValue::new("outcome", outcome),
             ],
         );
@@ -852,14 +854,14 @@ impl Fetch<'_> {
 
     fn count_uncacheable(&self, reason: &'static str) {
         tracing::debug!(
-            subgraph = self.subgraph,
+            subgraph = &**self.subgraph,
             reason,
             "switchyard.entity_cache: not cached"
         );
         self.cache.metrics.uncacheable.add(
             1,
             &[
-                KeyValue::new("subgraph", self.subgraph.to_owned()),
+                KeyValue::new("subgraph", self.subgraph.clone()),
                 KeyValue::new("reason", reason),
             ],
         );
@@ -957,17 +959,27 @@ mod tests {
                     ENTITY_HINTS_HEADER,
                     HeaderValue::from_str(&entity_hints::encode(&hints)).unwrap(),
                 );
-                Ok(subgraph::Response::builder()
-                    .data(json!({"_entities": entities}))
-                    .errors(errors)
-                    .extensions(serde_json_bytes::Map::new())
-                    .headers(headers)
-                    .context(request.context)
-                    .subgraph_name("engagement")
-                    .build())
+                Ok(answer(request.context, entities, errors, headers))
             }
         })
         .boxed()
+    }
+
+    /// An `_entities` answer from engagement.
+    fn answer(
+        context: Context,
+        entities: Vec<Value>,
+        errors: Vec<graphql::Error>,
+        headers: HeaderMap,
+    ) -> subgraph::Response {
+        subgraph::Response::builder()
+            .data(json!({ "_entities": entities }))
+            .errors(errors)
+            .extensions(serde_json_bytes::Map::new())
+            .headers(headers)
+            .context(context)
+            .subgraph_name("engagement")
+            .build()
     }
 
     fn request(ids: &[&str], user: Option<&str>) -> subgraph::Request {
@@ -1133,15 +1145,8 @@ mod tests {
                     ENTITY_HINTS_HEADER,
                     HeaderValue::from_static("[\"Post:a\"]"),
                 );
-                async move {
-                    Ok(subgraph::Response::builder()
-                        .data(json!({"_entities": [{"likeCount": 1}]}))
-                        .extensions(serde_json_bytes::Map::new())
-                        .headers(headers)
-                        .context(request.context)
-                        .subgraph_name("engagement")
-                        .build())
-                }
+                let entities = vec![json!({"likeCount": 1})];
+                async move { Ok(answer(request.context, entities, Vec::new(), headers)) }
             })
             .boxed()
         };
